@@ -1,0 +1,8 @@
+//! kuberaft's replica: the library behind the `raft` binary.
+//!
+//! Layers, each depending only on those above it in this list:
+//! - [`raft`]: the Raft algorithm for one group, a pure state machine;
+//! - [`multi`]: many groups on one node, with heartbeats coalesced per node pair.
+
+pub mod multi;
+pub mod raft;
