@@ -68,21 +68,25 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.id.0 == 0 {
-            return Err(ConfigError("node id 0 is reserved for \"none\"; give every node an id of 1 or more"));
+            return Err(ConfigError::Invalid(
+                "node id 0 is reserved for \"none\"; give every node an id of 1 or more",
+            ));
         }
         if self.heartbeat_ticks == 0 {
-            return Err(ConfigError("heartbeat_ticks must be at least 1"));
+            return Err(ConfigError::Invalid("heartbeat_ticks must be at least 1"));
         }
         if self.election_ticks <= self.heartbeat_ticks {
-            return Err(ConfigError(
+            return Err(ConfigError::Invalid(
                 "election_ticks must be greater than heartbeat_ticks (a follower would time out between two heartbeats)",
             ));
         }
         if self.max_inflight_msgs == 0 || self.max_inflight_bytes == 0 {
-            return Err(ConfigError("max_inflight_msgs and max_inflight_bytes must be at least 1"));
+            return Err(ConfigError::Invalid(
+                "max_inflight_msgs and max_inflight_bytes must be at least 1",
+            ));
         }
         if self.read_only == ReadOnlyOption::LeaseBased && !self.check_quorum {
-            return Err(ConfigError(
+            return Err(ConfigError::Invalid(
                 "lease-based reads need check_quorum: without it a deposed leader could serve stale reads",
             ));
         }
@@ -90,6 +94,17 @@ impl Config {
     }
 }
 
+/// Why a group cannot be started.
 #[derive(Debug, Error, PartialEq, Eq)]
-#[error("invalid raft configuration: {0}")]
-pub struct ConfigError(pub &'static str);
+pub enum ConfigError {
+    #[error("invalid raft configuration: {0}")]
+    Invalid(&'static str),
+    #[error("recovered state is inconsistent: {0}")]
+    CorruptState(String),
+}
+
+impl ConfigError {
+    pub fn corrupt(detail: String) -> ConfigError {
+        ConfigError::CorruptState(detail)
+    }
+}
