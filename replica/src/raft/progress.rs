@@ -56,6 +56,13 @@ impl Inflights {
         }
     }
 
+    /// Frees the oldest append (its answer may have been lost).
+    pub fn free_first(&mut self) {
+        if let Some((_, bytes)) = self.window.pop_front() {
+            self.bytes -= bytes;
+        }
+    }
+
     pub fn full(&self) -> bool {
         self.window.len() >= self.max_count || self.bytes >= self.max_bytes
     }

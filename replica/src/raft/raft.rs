@@ -627,8 +627,16 @@ impl Raft {
                 };
                 p.recent_active = true;
                 p.read_round = p.read_round.max(read_round);
+                // The follower is alive: an unanswered probe or a full window
+                // may have lost its answer, so let one more append through.
+                p.probe_sent = false;
+                if p.state == ProgressState::Replicate && p.inflights.full() {
+                    p.inflights.free_first();
+                }
                 if p.matched < last {
-                    self.send_append(from, false);
+                    // Sent even if empty: if our last append was lost, the
+                    // follower's rejection of this one puts it back on track.
+                    self.send_append(from, true);
                 }
                 if read_round > 0 {
                     self.confirm_reads();
@@ -1126,10 +1134,6 @@ impl Raft {
         if self.lead_transferee.is_some_and(|t| !self.conf.is_voter(t)) {
             self.lead_transferee = None;
         }
-        if self.conf.is_joint() && self.conf.auto_leave {
-            let (index, _) = self.append_entry(Payload::ConfChange(ConfChange::leave_joint()));
-            self.pending_conf_index = index;
-        }
         if !self.conf.is_voter(self.id) {
             // We were removed (or demoted): hand over to the most up-to-date
             // voter at once instead of leaving the group to time out.
@@ -1151,6 +1155,24 @@ impl Raft {
         if self.maybe_commit() {
             self.broadcast_append();
         }
+    }
+
+    /// A leader in a joint configuration that is to be left automatically
+    /// proposes the leaving change once nothing else is pending. Checked on
+    /// every apply, not only when the joint entry is applied: a leader
+    /// elected afterwards must leave it too.
+    fn maybe_leave_joint(&mut self) {
+        if self.leave_joint_due() {
+            let (index, _) = self.append_entry(Payload::ConfChange(ConfChange::leave_joint()));
+            self.pending_conf_index = index;
+        }
+    }
+
+    fn leave_joint_due(&self) -> bool {
+        self.role == Role::Leader
+            && self.conf.is_joint()
+            && self.conf.auto_leave
+            && self.pending_conf_index <= self.log.applied
     }
 
     // ----- outputs -----
@@ -1195,6 +1217,7 @@ impl Raft {
             || !self.read_states.is_empty()
             || !self.dropped_reads.is_empty()
             || self.append_due
+            || self.leave_joint_due()
             || self.reads.broadcast_due
     }
 
@@ -1218,6 +1241,7 @@ impl Raft {
             }
             committed_entries.extend(batch);
         }
+        self.maybe_leave_joint();
         if self.role == Role::Leader && self.append_due {
             self.append_due = false;
             self.broadcast_append();
