@@ -24,12 +24,18 @@
 //!   then `stabilize`, COUNT times);
 //! - `propose N DATA...`, `conf-change N [add-voter=..] [add-learner=..]
 //!   [remove=..] [transition=auto|joint|explicit]` or `conf-change N leave-joint`,
-//!   `transfer-leader N to=M`, `read-index N CONTEXT`, `compact N`;
+//!   `transfer-leader N to=M`, `read-index N CONTEXT...`, `compact N`;
 //! - `msgs`, `deliver [from=..] [to=..] [type=..] [drop]` (one hop: the messages
 //!   queued now), `stabilize` (deliver and process until the network is quiet);
 //! - `partition 1,2 | 3,4,5` (nodes named in different groups cannot talk;
 //!   nodes not named talk to everyone), `isolate N`, `heal`;
 //! - `raft-state`, `status N`, `log NODES`, `applied NODES`.
+//!
+//! A node handles its readies after each command, after each tick, and after
+//! each batch of messages delivered together: everything that arrives
+//! together is stepped before `ready` is called, as in a real event loop.
+//! Messages sent to a node that crashes are lost; messages it sent before
+//! crashing are still on their way.
 //!
 //! Every command also prints what changed on each node, one line per change,
 //! consecutive identical changes of several nodes merged (`n2,n3: ...`). The
@@ -406,15 +412,15 @@ impl World {
             }
             "read-index" => {
                 let id = args.node(0)?;
-                let context = args
-                    .positional
-                    .get(1)
-                    .and_then(|c| c.parse().ok())
-                    .ok_or("read-index N CONTEXT: CONTEXT is a number")?;
-                self.with_raft(id, |raft| {
-                    raft.read_index(context);
-                    Ok(())
-                })?;
+                for context in &args.positional[1..] {
+                    let context = context
+                        .parse()
+                        .map_err(|_| "read-index N CONTEXT...: a context is a number")?;
+                    self.with_raft(id, |raft| {
+                        raft.read_index(context);
+                        Ok(())
+                    })?;
+                }
             }
             "compact" => self.compact(args.node(0)?)?,
             "msgs" => {
@@ -463,6 +469,7 @@ impl World {
             }
             other => return Err(format!("unknown command `{other}`")),
         }
+        self.process_all();
         Ok(self.render())
     }
 
@@ -560,6 +567,7 @@ impl World {
                     Ok(())
                 })?;
             }
+            self.process_all();
         }
         Ok(())
     }
@@ -670,18 +678,14 @@ impl World {
                 }
             }
         }
-        for id in self.live() {
-            self.process(id);
-        }
+        self.process_all();
         Ok(())
     }
 
     /// Delivers and processes until no message is left.
     fn stabilize(&mut self, report_unfinished: bool) -> Result<()> {
         for _ in 0..10_000 {
-            for id in self.live() {
-                self.process(id);
-            }
+            self.process_all();
             if self.network.is_empty() {
                 return Ok(());
             }
@@ -783,8 +787,9 @@ impl World {
             .collect()
     }
 
-    /// Gives `f` the core of `id`, then prints what changed and handles the
-    /// node's readies, as the node's event loop would.
+    /// Gives `f` the core of `id`, then prints what changed. The node's
+    /// readies are handled later, by `process`: as in a real event loop,
+    /// everything that arrives together is stepped before `ready` is called.
     fn with_raft<T>(&mut self, id: NodeId, f: impl FnOnce(&mut Raft) -> Result<T>) -> Result<T> {
         let raft = self
             .node_mut(id)?
@@ -793,8 +798,13 @@ impl World {
             .ok_or(format!("{id:?} is down"))?;
         let out = f(raft)?;
         self.observe(id);
-        self.process(id);
         Ok(out)
+    }
+
+    fn process_all(&mut self) {
+        for id in self.live() {
+            self.process(id);
+        }
     }
 
     /// The caller's loop of ready.rs: send, persist, acknowledge, apply.
