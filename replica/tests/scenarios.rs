@@ -10,8 +10,9 @@
 //!
 //! The harness is a deterministic toy world around the real core: N cores,
 //! a network that holds every message until the script delivers or drops
-//! it, and a disk per node that is durable at once (each `Ready` is written,
-//! acknowledged with `on_persisted`, then its `persisted_messages` are sent).
+//! it, and a disk per node that is durable at once unless told to hold
+//! writes (each `Ready` is written, acknowledged with `on_persisted`, then
+//! its `persisted_messages` are sent).
 //! The replicated state machine is the list of commands applied, in order;
 //! a snapshot is that list, and it travels with `InstallSnapshot`.
 //!
@@ -27,6 +28,9 @@
 //!   `transfer-leader N to=M`, `read-index N CONTEXT...`, `compact N`;
 //! - `msgs`, `deliver [from=..] [to=..] [type=..] [drop]` (one hop: the messages
 //!   queued now), `stabilize` (deliver and process until the network is quiet);
+//! - `disk N hold` (N's writes stay in flight: nothing that waits for
+//!   durability is sent, and a crash loses them), `disk N sync` (they become
+//!   durable, in order), `disk N auto` (sync, then durable at once again);
 //! - `partition 1,2 | 3,4,5` (nodes named in different groups cannot talk;
 //!   nodes not named talk to everyone), `isolate N`, `heal`;
 //! - `raft-state`, `status N`, `log NODES`, `applied NODES`.
@@ -235,6 +239,10 @@ struct Node {
     applied: LogIndex,
     /// Snapshot data that arrived with the latest InstallSnapshot.
     incoming: Option<AppSnapshot>,
+    /// `disk N hold`: writes stay in flight until `disk N sync`.
+    hold_writes: bool,
+    /// Writes handed to the disk and not durable yet, in order.
+    in_flight: Vec<Write>,
     /// What the last observation saw, to print changes.
     seen: Option<Seen>,
 }
@@ -247,6 +255,40 @@ struct Seen {
     vote: Option<NodeId>,
     commit: LogIndex,
     conf: ConfState,
+}
+
+/// The durable part of one Ready, and what may be sent once it is durable.
+struct Write {
+    number: u64,
+    snapshot: Option<AppSnapshot>,
+    entries: Vec<Entry>,
+    hard_state: Option<HardState>,
+    then_send: Vec<Message>,
+}
+
+impl Write {
+    fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(s) = &self.snapshot {
+            parts.push(format!("snapshot {}@t{}", s.meta.index.0, s.meta.term.0));
+        }
+        if !self.entries.is_empty() {
+            let entries: Vec<String> = self.entries.iter().map(fmt_entry).collect();
+            parts.push(format!("entries [{}]", entries.join(", ")));
+        }
+        if let Some(hs) = self.hard_state {
+            parts.push(format!(
+                "hard state term={} vote={} commit={}",
+                hs.term.0,
+                fmt_opt(hs.vote),
+                hs.commit.0
+            ));
+        }
+        if parts.is_empty() {
+            parts.push("nothing".into());
+        }
+        parts.join(", ")
+    }
 }
 
 struct Envelope {
@@ -372,6 +414,11 @@ impl World {
                 let node = self.node_mut(id)?;
                 node.raft = None;
                 node.incoming = None;
+                node.hold_writes = false;
+                let lost: Vec<String> = node.in_flight.drain(..).map(|w| w.describe()).collect();
+                for write in lost {
+                    self.plain(format!("{id:?} lost a write that was not durable: {write}"));
+                }
                 // Connections to it break: what was on its way is lost.
                 self.network.retain(|env| env.msg.to != id);
             }
@@ -423,6 +470,18 @@ impl World {
                 }
             }
             "compact" => self.compact(args.node(0)?)?,
+            "disk" => {
+                let id = args.node(0)?;
+                match args.positional.get(1).map(String::as_str) {
+                    Some("hold") => self.node_mut(id)?.hold_writes = true,
+                    Some("sync") => self.sync(id)?,
+                    Some("auto") => {
+                        self.sync(id)?;
+                        self.node_mut(id)?.hold_writes = false;
+                    }
+                    _ => return Err("disk N hold|sync|auto".into()),
+                }
+            }
             "msgs" => {
                 for env in &self.network {
                     self.output.push(Line::Plain(fmt_message(&env.msg)));
@@ -530,6 +589,8 @@ impl World {
                 commands,
                 applied,
                 incoming: None,
+                hold_writes: false,
+                in_flight: Vec::new(),
                 seen,
             },
         );
@@ -821,13 +882,15 @@ impl World {
             }
             let rd = raft.ready();
             let mut notes = Vec::new();
+            let mut snapshot = None;
             if let Some(meta) = &rd.snapshot {
                 match node.incoming.take() {
                     Some(s) if s.meta == *meta => {
+                        // The state machine is restored now; the disk gets
+                        // the snapshot with this ready's write.
                         node.commands = s.commands.clone();
                         node.applied = meta.index;
-                        node.disk.snapshot = Some(s);
-                        node.disk.entries.clear();
+                        snapshot = Some(s);
                         notes.push(format!(
                             "installed snapshot {}@t{} {}",
                             meta.index.0,
@@ -841,14 +904,25 @@ impl World {
                     )),
                 }
             }
-            if let Some(first) = rd.entries.first() {
-                node.disk.entries.retain(|e| e.index < first.index);
-                node.disk.entries.extend(rd.entries.iter().cloned());
-            }
-            if let Some(hs) = rd.hard_state {
-                node.disk.hard_state = hs;
-            }
-            raft.on_persisted(rd.number);
+            let write = Write {
+                number: rd.number,
+                snapshot,
+                entries: rd.entries,
+                hard_state: rd.hard_state,
+                then_send: rd.persisted_messages,
+            };
+            let empty = write.snapshot.is_none()
+                && write.entries.is_empty()
+                && write.hard_state.is_none()
+                && write.then_send.is_empty();
+            let durable_now = if !node.hold_writes && node.in_flight.is_empty() {
+                Some(write)
+            } else {
+                if !empty {
+                    node.in_flight.push(write);
+                }
+                None
+            };
             let mut applied = Vec::new();
             for e in &rd.committed_entries {
                 if e.index != node.applied.next() {
@@ -876,14 +950,52 @@ impl World {
             for e in applied {
                 self.check_applied(id, e);
             }
-            for m in rd.messages.into_iter().chain(rd.persisted_messages) {
+            for m in rd.messages {
                 self.send(m);
+            }
+            if let Some(write) = durable_now {
+                self.complete_write(id, write);
             }
             for text in notes {
                 self.change(id, text);
             }
             self.observe(id);
         }
+    }
+
+    /// A write became durable: store it, tell the core, send what waited.
+    fn complete_write(&mut self, id: NodeId, write: Write) {
+        let Some(node) = self.nodes.get_mut(&id) else {
+            return;
+        };
+        if let Some(s) = write.snapshot {
+            node.disk.snapshot = Some(s);
+            node.disk.entries.clear();
+        }
+        if let Some(first) = write.entries.first() {
+            node.disk.entries.retain(|e| e.index < first.index);
+            node.disk.entries.extend(write.entries.iter().cloned());
+        }
+        if let Some(hs) = write.hard_state {
+            node.disk.hard_state = hs;
+        }
+        if let Some(raft) = node.raft.as_mut() {
+            raft.on_persisted(write.number);
+        }
+        for m in write.then_send {
+            self.send(m);
+        }
+        self.observe(id);
+    }
+
+    /// Makes every write in flight on `id` durable, in order.
+    fn sync(&mut self, id: NodeId) -> Result<()> {
+        let writes = std::mem::take(&mut self.node_mut(id)?.in_flight);
+        for write in writes {
+            self.plain(format!("{id:?} synced {}", write.describe()));
+            self.complete_write(id, write);
+        }
+        Ok(())
     }
 
     /// Prints what changed on `id` since the last observation.
