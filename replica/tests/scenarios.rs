@@ -19,7 +19,8 @@
 //! Commands (node lists are `1,2,3`; `all` means every live node):
 //! - `cluster voters=1,2,3 [pre-vote=B] [check-quorum=B] [election=T] [heartbeat=T]
 //!   [max-append-bytes=N] [max-inflight=N] [read-only=safe|lease]` — a new group;
-//! - `add-node N` — start N with an empty disk;
+//! - `add-node N` — start N with an empty disk (a new node, or a crashed one
+//!   that lost its volume);
 //! - `crash N` (only the disk survives) / `restart N`;
 //! - `campaign N`, `tick NODES [COUNT]`, `run [COUNT]` (tick every live node,
 //!   then `stabilize`, COUNT times);
@@ -407,6 +408,11 @@ impl World {
             "cluster" => self.cluster(&args)?,
             "add-node" => {
                 let id = args.node(0)?;
+                if self.nodes.get(&id).is_some_and(|n| n.raft.is_some()) {
+                    return Err(format!(
+                        "{id:?} is running: crash it first to give it a new disk"
+                    ));
+                }
                 self.start(id, Disk::default())?;
             }
             "crash" => {
