@@ -6,7 +6,10 @@
 //! - [`storage`]: the write-ahead log shared by all groups of a node, and snapshots;
 //! - [`transport`]: gRPC streams between replicas, batching all groups' messages per peer.
 
+pub mod api;
+pub mod metrics;
 pub mod multi;
+pub mod node;
 pub mod raft;
 pub mod storage;
 pub mod transport;
