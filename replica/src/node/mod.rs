@@ -3,3 +3,4 @@
 //! reporting comes first so the HTTP endpoints have something to serve.)
 
 pub mod health;
+pub mod persist;
