@@ -7,6 +7,7 @@
 //! - [`transport`]: gRPC streams between replicas, batching all groups' messages per peer.
 
 pub mod api;
+pub mod cli;
 pub mod client;
 pub mod metrics;
 pub mod multi;
