@@ -547,14 +547,15 @@ impl Raft {
                 self.heard_from_leader(m.from);
                 self.handle_snapshot(m.from, meta);
             }
-            MessageBody::TimeoutNow if self.promotable() => {
+            MessageBody::TimeoutNow
+                if self.promotable()
                 // The leader asked us to take over: skip pre-vote, and
                 // voters ignore their lease for us. If a membership change
                 // committed in the same batch is not applied yet, campaign
                 // as soon as it is (see `ready`).
-                if !self.start_election(true) {
-                    self.deferred_transfer = Some(self.term);
-                }
+                && !self.start_election(true) =>
+            {
+                self.deferred_transfer = Some(self.term);
             }
             MessageBody::ReadIndexResponse { context, index } => {
                 if let Some(pos) = self.forwarded_reads.iter().position(|(c, _)| *c == context) {
@@ -994,9 +995,8 @@ impl Raft {
         let Some(term) = self.deferred_transfer else {
             return;
         };
-        if term != self.term || self.role != Role::Follower || !self.promotable() {
-            self.deferred_transfer = None;
-        } else if self.start_election(true) {
+        let stale = term != self.term || self.role != Role::Follower || !self.promotable();
+        if stale || self.start_election(true) {
             self.deferred_transfer = None;
         }
     }
