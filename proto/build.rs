@@ -2,7 +2,7 @@
 //! so that building needs nothing but cargo (no system `protoc`).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/raft.proto"];
+    let files = ["proto/raft.proto", "proto/kv.proto", "proto/admin.proto"];
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }

@@ -3,8 +3,15 @@
 //! Layers, each depending only on those above it in this list:
 //! - [`raft`]: the Raft algorithm for one group, a pure state machine;
 //! - [`multi`]: many groups on one node, with heartbeats coalesced per node pair;
-//! - [`storage`]: the write-ahead log shared by all groups of a node, and snapshots.
+//! - [`storage`]: the write-ahead log shared by all groups of a node, and snapshots;
+//! - [`transport`]: gRPC streams between replicas, batching all groups' messages per peer.
 
+pub mod api;
+pub mod cli;
+pub mod client;
+pub mod metrics;
 pub mod multi;
+pub mod node;
 pub mod raft;
 pub mod storage;
+pub mod transport;

@@ -93,6 +93,8 @@ pub struct Progress {
     pub inflights: Inflights,
     /// The highest ReadIndex round the follower has confirmed.
     pub read_round: u64,
+    /// The highest commit index sent to the follower that it can use.
+    pub sent_commit: LogIndex,
 }
 
 impl Progress {
@@ -106,6 +108,7 @@ impl Progress {
             probe_sent: false,
             inflights: Inflights::new(max_count, max_bytes),
             read_round: 0,
+            sent_commit: LogIndex::ZERO,
         }
     }
 

@@ -110,6 +110,9 @@ pub struct Raft {
     reads: ReadOnly,
     /// Follower: reads forwarded to the leader, with the tick they were sent.
     forwarded_reads: Vec<(ReadContext, u64)>,
+    /// Follower: a TimeoutNow of this term that arrived before a committed
+    /// membership change was applied; we campaign once it is.
+    deferred_transfer: Option<Term>,
 
     election_elapsed: u32,
     heartbeat_elapsed: u32,
@@ -164,6 +167,7 @@ impl Raft {
             append_due: false,
             reads: ReadOnly::new(),
             forwarded_reads: Vec::new(),
+            deferred_transfer: None,
             election_elapsed: 0,
             heartbeat_elapsed: 0,
             randomized_election_timeout: 0,
@@ -543,10 +547,15 @@ impl Raft {
                 self.heard_from_leader(m.from);
                 self.handle_snapshot(m.from, meta);
             }
-            MessageBody::TimeoutNow if self.promotable() => {
+            MessageBody::TimeoutNow
+                if self.promotable()
                 // The leader asked us to take over: skip pre-vote, and
-                // voters ignore their lease for us.
-                self.start_election(true);
+                // voters ignore their lease for us. If a membership change
+                // committed in the same batch is not applied yet, campaign
+                // as soon as it is (see `ready`).
+                && !self.start_election(true) =>
+            {
+                self.deferred_transfer = Some(self.term);
             }
             MessageBody::ReadIndexResponse { context, index } => {
                 if let Some(pos) = self.forwarded_reads.iter().position(|(c, _)| *c == context) {
@@ -787,6 +796,13 @@ impl Raft {
         }
         // Keep the pipeline full.
         while self.send_append(from, false) {}
+        // A follower that was paused when the commit index moved missed it:
+        // tell it now rather than at the next heartbeat.
+        let p = &self.progress[&from];
+        let commit = self.log.committed.min(p.matched);
+        if p.sent_commit < commit {
+            self.send_heartbeat(from, commit, 0);
+        }
         if self.lead_transferee == Some(from)
             && self.progress[&from].matched == self.log.last_index()
         {
@@ -831,6 +847,9 @@ impl Raft {
         let commit = self.log.committed;
         if let Some(p) = self.progress.get_mut(&to) {
             p.sent(last, bytes);
+            // The follower can use the commit index only up to the entries
+            // this append brings it.
+            p.sent_commit = p.sent_commit.max(commit.min(last.unwrap_or(prev_index)));
         }
         self.send(
             to,
@@ -860,8 +879,15 @@ impl Raft {
             .map(|(&id, p)| (id, committed.min(p.matched)))
             .collect();
         for (id, commit) in beats {
-            self.send(id, MessageBody::Heartbeat { commit, read_round });
+            self.send_heartbeat(id, commit, read_round);
         }
+    }
+
+    fn send_heartbeat(&mut self, to: NodeId, commit: LogIndex, read_round: u64) {
+        if let Some(p) = self.progress.get_mut(&to) {
+            p.sent_commit = p.sent_commit.max(commit);
+        }
+        self.send(to, MessageBody::Heartbeat { commit, read_round });
     }
 
     /// Advances the commit index to what a quorum has durably, if that is an
@@ -944,20 +970,34 @@ impl Raft {
         self.conf.is_voter(self.id)
     }
 
-    fn start_election(&mut self, transfer: bool) {
-        // A committed but unapplied membership change may remove us or
-        // change the quorum: wait until it is applied.
+    /// Starts an election unless a committed membership change is not
+    /// applied yet (it may remove us or change the quorum). Returns whether
+    /// it started.
+    fn start_election(&mut self, transfer: bool) -> bool {
         let conf_pending = self
             .log
             .unapplied_committed()
             .any(|e| matches!(e.payload, Payload::ConfChange(_)));
         if conf_pending {
-            return;
+            return false;
         }
         if self.config.pre_vote && !transfer {
             self.become_pre_candidate();
         } else {
             self.become_candidate(transfer);
+        }
+        true
+    }
+
+    /// Campaigns for a leadership transfer that had to wait for a
+    /// membership change to be applied, if it is still for this term.
+    fn maybe_deferred_transfer(&mut self) {
+        let Some(term) = self.deferred_transfer else {
+            return;
+        };
+        let stale = term != self.term || self.role != Role::Follower || !self.promotable();
+        if stale || self.start_election(true) {
+            self.deferred_transfer = None;
         }
     }
 
@@ -1242,6 +1282,7 @@ impl Raft {
             committed_entries.extend(batch);
         }
         self.maybe_leave_joint();
+        self.maybe_deferred_transfer();
         if self.role == Role::Leader && self.append_due {
             self.append_due = false;
             self.broadcast_append();

@@ -1,0 +1,7 @@
+//! The `raft` command line: run a replica or a local cluster, talk to a
+//! cluster as a client or an administrator.
+
+pub mod commands;
+mod output;
+
+pub use commands::{Cli, run};

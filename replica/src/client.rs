@@ -1,0 +1,305 @@
+//! A client of a kuberaft cluster: the library behind the `raft` client
+//! commands, the benchmarks and the multi-process tests.
+//!
+//! Any replica accepts any request (it forwards to the leader of the key's
+//! group), so the client only has to find a replica that answers: it keeps
+//! the endpoint that worked last, moves to the next one when a replica is
+//! down or has no leader to forward to, and retries until its deadline.
+//! Writes carry a (client id, sequence) pair so that a retried write is
+//! applied once even if the first attempt did commit.
+
+use kuberaft_proto::admin::admin_client::AdminClient;
+use kuberaft_proto::admin::{self as admin_pb};
+use kuberaft_proto::kv::kv_client::KvClient;
+use kuberaft_proto::kv::{self as pb, Consistency, WriteHeader};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+use thiserror::Error;
+use tokio::time::Instant;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+#[derive(Debug, Error)]
+pub enum ClientError {
+    #[error("no replica answered within {timeout:?} (tried {endpoints}); last error: {last}")]
+    Unavailable {
+        timeout: Duration,
+        endpoints: String,
+        last: String,
+    },
+    /// The cluster refused the request itself (bad key, value too large...):
+    /// retrying will not help.
+    #[error("{0}")]
+    Rejected(String),
+    #[error("invalid endpoint {endpoint:?}: {reason}")]
+    BadEndpoint { endpoint: String, reason: String },
+}
+
+/// Options of a [`Client`].
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// How long one request may take, retries included.
+    pub timeout: Duration,
+    /// How long one attempt on one replica may take.
+    pub attempt_timeout: Duration,
+    /// Bind outgoing connections to this address (tests on loopback).
+    pub local_ip: Option<std::net::IpAddr>,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            timeout: Duration::from_secs(10),
+            attempt_timeout: Duration::from_secs(3),
+            local_ip: None,
+        }
+    }
+}
+
+pub struct Client {
+    endpoints: Vec<String>,
+    channels: Vec<Channel>,
+    current: AtomicUsize,
+    client_id: u64,
+    seq: AtomicU64,
+    options: ClientOptions,
+    last_error: Mutex<String>,
+}
+
+impl Client {
+    /// A client of the replicas at `endpoints` (`host:port`). Connections
+    /// are made lazily, so this succeeds even if no replica is up yet.
+    pub fn new(endpoints: &[String], options: ClientOptions) -> Result<Client, ClientError> {
+        if endpoints.is_empty() {
+            return Err(ClientError::BadEndpoint {
+                endpoint: String::new(),
+                reason: "no endpoints given: pass --endpoints host:port[,host:port] or a configuration with peers".into(),
+            });
+        }
+        let mut channels = Vec::with_capacity(endpoints.len());
+        for e in endpoints {
+            let uri = if e.contains("://") {
+                e.clone()
+            } else {
+                format!("http://{e}")
+            };
+            let endpoint = Endpoint::from_shared(uri).map_err(|err| ClientError::BadEndpoint {
+                endpoint: e.clone(),
+                reason: err.to_string(),
+            })?;
+            let channel = endpoint
+                .connect_timeout(options.attempt_timeout)
+                .timeout(options.attempt_timeout)
+                .tcp_nodelay(true)
+                .local_address(options.local_ip)
+                .connect_lazy();
+            channels.push(channel);
+        }
+        Ok(Client {
+            endpoints: endpoints.to_vec(),
+            channels,
+            current: AtomicUsize::new(0),
+            client_id: random_client_id(),
+            seq: AtomicU64::new(0),
+            options,
+            last_error: Mutex::new(String::new()),
+        })
+    }
+
+    fn write_header(&self) -> Option<WriteHeader> {
+        Some(WriteHeader {
+            client_id: self.client_id,
+            seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
+        })
+    }
+
+    /// Runs `call` against replicas until one answers, the cluster rejects
+    /// the request, or the deadline passes.
+    async fn retry<T, F, Fut>(&self, mut call: F) -> Result<T, ClientError>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Status>>,
+    {
+        let deadline = Instant::now() + self.options.timeout;
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            let i = self.current.load(Ordering::Relaxed) % self.channels.len();
+            match call(self.channels[i].clone()).await {
+                Ok(v) => return Ok(v),
+                Err(status) if !retryable(&status) => {
+                    return Err(ClientError::Rejected(status.message().to_string()));
+                }
+                Err(status) => {
+                    *self.last_error.lock().expect("not poisoned") =
+                        format!("{}: {}", self.endpoints[i], status.message());
+                    // Try the next replica; back off once all were tried.
+                    let next = (i + 1) % self.channels.len();
+                    self.current.store(next, Ordering::Relaxed);
+                    if next == 0 {
+                        backoff = (backoff * 2).min(Duration::from_millis(500));
+                    }
+                }
+            }
+            if Instant::now() + backoff >= deadline {
+                return Err(ClientError::Unavailable {
+                    timeout: self.options.timeout,
+                    endpoints: self.endpoints.join(","),
+                    last: self.last_error.lock().expect("not poisoned").clone(),
+                });
+            }
+            tokio::time::sleep(backoff).await;
+        }
+    }
+
+    pub async fn put(&self, key: &[u8], value: &[u8]) -> Result<pb::PutResponse, ClientError> {
+        let req = pb::PutRequest {
+            header: self.write_header(),
+            key: key.to_vec().into(),
+            value: value.to_vec().into(),
+        };
+        self.retry(|ch| {
+            let req = req.clone();
+            async move { KvClient::new(ch).put(req).await.map(|r| r.into_inner()) }
+        })
+        .await
+    }
+
+    pub async fn get(
+        &self,
+        key: &[u8],
+        consistency: Consistency,
+    ) -> Result<pb::GetResponse, ClientError> {
+        let req = pb::GetRequest {
+            key: key.to_vec().into(),
+            consistency: consistency as i32,
+        };
+        self.retry(|ch| {
+            let req = req.clone();
+            async move { KvClient::new(ch).get(req).await.map(|r| r.into_inner()) }
+        })
+        .await
+    }
+
+    pub async fn delete(&self, key: &[u8]) -> Result<pb::DeleteResponse, ClientError> {
+        let req = pb::DeleteRequest {
+            header: self.write_header(),
+            key: key.to_vec().into(),
+        };
+        self.retry(|ch| {
+            let req = req.clone();
+            async move { KvClient::new(ch).delete(req).await.map(|r| r.into_inner()) }
+        })
+        .await
+    }
+
+    /// Sets `value` if the current value is `expected` (`None`: if absent).
+    pub async fn compare_and_swap(
+        &self,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        value: &[u8],
+    ) -> Result<pb::CompareAndSwapResponse, ClientError> {
+        let req = pb::CompareAndSwapRequest {
+            header: self.write_header(),
+            key: key.to_vec().into(),
+            expected: expected.map(|e| e.to_vec().into()),
+            value: value.to_vec().into(),
+        };
+        self.retry(|ch| {
+            let req = req.clone();
+            async move {
+                KvClient::new(ch)
+                    .compare_and_swap(req)
+                    .await
+                    .map(|r| r.into_inner())
+            }
+        })
+        .await
+    }
+
+    pub async fn scan(
+        &self,
+        prefix: &[u8],
+        limit: u32,
+        start_after: &[u8],
+        consistency: Consistency,
+    ) -> Result<pb::ScanResponse, ClientError> {
+        let req = pb::ScanRequest {
+            prefix: prefix.to_vec().into(),
+            limit,
+            start_after: start_after.to_vec().into(),
+            consistency: consistency as i32,
+        };
+        self.retry(|ch| {
+            let req = req.clone();
+            async move { KvClient::new(ch).scan(req).await.map(|r| r.into_inner()) }
+        })
+        .await
+    }
+
+    /// The status of the first replica that answers.
+    pub async fn status(&self) -> Result<admin_pb::NodeStatus, ClientError> {
+        self.retry(|ch| async move {
+            AdminClient::new(ch)
+                .status(admin_pb::StatusRequest {})
+                .await
+                .map(|r| r.into_inner())
+        })
+        .await
+    }
+
+    /// The status of every replica (`Err` for those that do not answer).
+    pub async fn status_all(&self) -> Vec<(String, Result<admin_pb::NodeStatus, String>)> {
+        let mut out = Vec::new();
+        for (endpoint, ch) in self.endpoints.iter().zip(&self.channels) {
+            let r = AdminClient::new(ch.clone())
+                .status(admin_pb::StatusRequest {})
+                .await
+                .map(|r| r.into_inner())
+                .map_err(|s| s.message().to_string());
+            out.push((endpoint.clone(), r));
+        }
+        out
+    }
+
+    /// An admin client on the replica that answered last.
+    pub fn admin(&self) -> AdminClient<Channel> {
+        let i = self.current.load(Ordering::Relaxed) % self.channels.len();
+        AdminClient::new(self.channels[i].clone())
+    }
+
+    /// Runs an admin call with the same failover and deadline as data calls.
+    pub async fn admin_call<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Status>>,
+    {
+        self.retry(call).await
+    }
+}
+
+/// Whether another attempt (perhaps on another replica) may succeed.
+fn retryable(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::Aborted
+            | Code::Unknown
+            | Code::Cancelled
+    )
+}
+
+fn random_client_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    // RandomState is seeded from the OS: good enough to keep clients apart.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    h.finish() | 1
+}

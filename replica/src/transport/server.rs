@@ -1,0 +1,153 @@
+//! The receiving side: the `Peer` gRPC service.
+
+use super::codec::decode_message;
+use super::snapshot::receive_snapshot;
+use super::{Inbound, TransportConfig};
+use crate::raft::NodeId;
+use kuberaft_proto::raft as pb;
+use kuberaft_proto::raft::peer_server::{Peer, PeerServer};
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+/// Receives batches and snapshots from peers and hands them to the node.
+#[derive(Clone)]
+pub struct PeerService {
+    config: Arc<TransportConfig>,
+    inbox: mpsc::Sender<Inbound>,
+}
+
+impl PeerService {
+    pub fn new(config: TransportConfig, inbox: mpsc::Sender<Inbound>) -> Self {
+        PeerService {
+            config: Arc::new(config),
+            inbox,
+        }
+    }
+
+    /// The tonic service, with the configured message size limits.
+    pub fn into_server(self) -> PeerServer<PeerService> {
+        let limit = self.config.max_message_bytes;
+        PeerServer::new(self)
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit)
+    }
+
+    /// Checks that a batch or chunk is meant for this node of this cluster.
+    pub(super) fn check_addressee(
+        &self,
+        cluster_id: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<NodeId, Status> {
+        if cluster_id != self.config.cluster_id {
+            tracing::warn!(
+                their_cluster = cluster_id,
+                our_cluster = %self.config.cluster_id,
+                from,
+                "refused a peer of another cluster"
+            );
+            return Err(Status::permission_denied(format!(
+                "this replica belongs to cluster {:?}, but node {from} sent a message of cluster {cluster_id:?}: \
+                 the two replicas are configured for different clusters (check cluster_id and peer addresses)",
+                self.config.cluster_id
+            )));
+        }
+        if to != self.config.node.0 {
+            return Err(Status::failed_precondition(format!(
+                "message for node {to} arrived at node {}: the sender's peer list has a wrong address",
+                self.config.node
+            )));
+        }
+        if from == 0 || from == to {
+            return Err(Status::invalid_argument(format!(
+                "invalid sender node id {from}"
+            )));
+        }
+        Ok(NodeId(from))
+    }
+}
+
+type AckStream = Pin<Box<dyn Stream<Item = Result<pb::BatchAck, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    type StreamStream = AckStream;
+
+    async fn stream(
+        &self,
+        request: Request<Streaming<pb::Batch>>,
+    ) -> Result<Response<Self::StreamStream>, Status> {
+        let mut batches = request.into_inner();
+        let (acks, rx) = mpsc::channel(16);
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let batch = match batches.message().await {
+                    Ok(Some(batch)) => batch,
+                    Ok(None) => return,
+                    Err(status) => {
+                        tracing::debug!(error = %status, "peer stream ended");
+                        return;
+                    }
+                };
+                let from = match this.check_addressee(&batch.cluster_id, batch.from, batch.to) {
+                    Ok(from) => from,
+                    Err(status) => {
+                        let _ = acks.send(Err(status)).await;
+                        return;
+                    }
+                };
+                let mut messages = Vec::with_capacity(batch.messages.len());
+                for m in batch.messages {
+                    match decode_message(from, this.config.node, m) {
+                        Ok(decoded) => messages.push(decoded),
+                        Err(e) => {
+                            tracing::warn!(peer = %from, error = %e, "dropped a malformed message");
+                        }
+                    }
+                }
+                if this
+                    .inbox
+                    .send(Inbound::Batch { from, messages })
+                    .await
+                    .is_err()
+                {
+                    return; // the node is shutting down
+                }
+                if acks
+                    .send(Ok(pb::BatchAck { seq: batch.seq }))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<Streaming<pb::SnapshotChunk>>,
+    ) -> Result<Response<pb::SnapshotAck>, Status> {
+        let received = receive_snapshot(self, request.into_inner()).await?;
+        self.inbox
+            .send(Inbound::Snapshot(received))
+            .await
+            .map_err(|_| Status::unavailable("the replica is shutting down"))?;
+        Ok(Response::new(pb::SnapshotAck {
+            accepted: true,
+            error: String::new(),
+        }))
+    }
+}
+
+impl PeerService {
+    pub(super) fn config(&self) -> &TransportConfig {
+        &self.config
+    }
+}
