@@ -5,6 +5,7 @@
 //! - [`multi`]: many groups on one node, with heartbeats coalesced per node pair;
 //! - [`storage`]: the write-ahead log shared by all groups of a node, and snapshots.
 
+pub mod kv;
 pub mod multi;
 pub mod raft;
 pub mod storage;
