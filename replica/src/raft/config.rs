@@ -68,7 +68,9 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.id.0 == 0 {
-            return Err(ConfigError("node id 0 is reserved for \"none\"; give every node an id of 1 or more"));
+            return Err(ConfigError(
+                "node id 0 is reserved for \"none\"; give every node an id of 1 or more",
+            ));
         }
         if self.heartbeat_ticks == 0 {
             return Err(ConfigError("heartbeat_ticks must be at least 1"));
@@ -79,7 +81,9 @@ impl Config {
             ));
         }
         if self.max_inflight_msgs == 0 || self.max_inflight_bytes == 0 {
-            return Err(ConfigError("max_inflight_msgs and max_inflight_bytes must be at least 1"));
+            return Err(ConfigError(
+                "max_inflight_msgs and max_inflight_bytes must be at least 1",
+            ));
         }
         if self.read_only == ReadOnlyOption::LeaseBased && !self.check_quorum {
             return Err(ConfigError(

@@ -40,8 +40,13 @@ pub enum MessageBody {
     /// Leader → follower, every heartbeat interval. `commit` is capped at
     /// what the follower is known to have; `read_round` confirms leadership
     /// for pending ReadIndex requests.
-    Heartbeat { commit: LogIndex, read_round: u64 },
-    HeartbeatResponse { read_round: u64 },
+    Heartbeat {
+        commit: LogIndex,
+        read_round: u64,
+    },
+    HeartbeatResponse {
+        read_round: u64,
+    },
     /// Candidate (or pre-candidate) → voter.
     RequestVote {
         pre_vote: bool,
@@ -51,14 +56,21 @@ pub enum MessageBody {
         transfer: bool,
     },
     /// Voter → candidate; a granted real vote is sent only once durable.
-    RequestVoteResponse { pre_vote: bool, granted: bool },
+    RequestVoteResponse {
+        pre_vote: bool,
+        granted: bool,
+    },
     /// Leader → follower whose next entry was compacted away. The
     /// application attaches the snapshot data; the core only sees metadata.
-    InstallSnapshot { meta: SnapshotMeta },
+    InstallSnapshot {
+        meta: SnapshotMeta,
+    },
     /// Leader → transfer target: campaign now.
     TimeoutNow,
     /// Follower → leader: confirm leadership and tell me the read index.
-    ReadIndex { context: ReadContext },
+    ReadIndex {
+        context: ReadContext,
+    },
     /// Leader → follower: reads for `context` may be served once the
     /// follower has applied `index`. `index` is `None` when the leader could
     /// not serve the request (it has not committed an entry of its term yet,
