@@ -4,6 +4,27 @@
 //! [`LogStore`] is the seam between the core and the disk: the replica uses
 //! the on-disk write-ahead log, the simulation of the core uses a simulated
 //! disk that loses whatever was not synced when a node crashes.
+//!
+//! [`Wal`] is the on-disk implementation: one write-ahead log per node,
+//! group commit by a writer thread, CRC32C-framed records in preallocated
+//! segments, a torn tail repaired and any other damage refused at recovery,
+//! snapshots streamed to and from files by [`SnapshotStore`]. Storage never
+//! interprets entries: it keeps what the core asks it to keep.
+
+mod codec;
+mod dir;
+mod error;
+mod recovery;
+mod segment;
+mod snapshot;
+mod tracker;
+mod wal;
+
+pub use dir::{FORMAT_VERSION, Identity};
+pub use error::StorageError;
+pub use recovery::{RecoveryReport, Truncation};
+pub use snapshot::{SnapshotReader, SnapshotStore, SnapshotWriter};
+pub use wal::{Ticket, Wal, WalOptions, WalStats};
 
 use crate::raft::{Entry, GroupId, HardState, LogIndex, RecoveredState, SnapshotMeta};
 use std::collections::BTreeMap;

@@ -1,0 +1,722 @@
+//! The write-ahead log of a node: one log for every group, written by one
+//! thread with group commit.
+//!
+//! Callers [`submit`](Wal::submit) writes from any thread (the event loop,
+//! usually) and are told when they are durable, through a callback or a
+//! [`Ticket`] that can be awaited without blocking a runtime. The writer
+//! thread takes everything queued, encodes it as one frame, writes it, calls
+//! `fdatasync` once, then completes every waiter in submission order; what
+//! arrives while an fsync is in flight goes into the next frame. One fsync
+//! thus covers many proposals of many groups.
+//!
+//! After an I/O error the log is poisoned: it fails every later write
+//! instead of retrying an fsync whose failure may have dropped pages.
+
+use super::dir::{self, DirLock, Identity};
+use super::error::{Result, StorageError};
+use super::recovery::{self, RecoveryReport, Tail};
+use super::segment::{self, HEADER_LEN};
+use super::snapshot::SnapshotStore;
+use super::tracker::{self, Placement, Tracker};
+use super::{GroupWrite, LogStore, codec};
+use crate::raft::{GroupId, HardState, LogIndex, RecoveredState, SnapshotMeta};
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
+use std::future::Future;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
+use std::task::{Context, Poll};
+use std::thread::JoinHandle;
+use tokio::sync::oneshot;
+
+/// Tuning of the log.
+#[derive(Clone, Debug)]
+pub struct WalOptions {
+    /// Size of a segment file, preallocated when it is created. A frame
+    /// larger than a segment gets a segment of its own.
+    pub segment_size: u64,
+    /// The writer stops taking more submissions into a frame once it holds
+    /// this many bytes, bounding the latency of one fsync.
+    pub max_batch_bytes: usize,
+}
+
+impl Default for WalOptions {
+    fn default() -> Self {
+        WalOptions {
+            segment_size: 64 << 20,
+            max_batch_bytes: 16 << 20,
+        }
+    }
+}
+
+/// Counters of the log, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WalStats {
+    /// Frames written, each followed by one fsync.
+    pub fsyncs: u64,
+    /// Submissions made durable.
+    pub submissions: u64,
+    /// Bytes written to segments (frames, padding included).
+    pub bytes: u64,
+    pub segments_created: u64,
+    pub segments_deleted: u64,
+    /// The segment being written.
+    pub current_segment: u64,
+}
+
+#[derive(Default)]
+struct Shared {
+    fsyncs: AtomicU64,
+    submissions: AtomicU64,
+    bytes: AtomicU64,
+    segments_created: AtomicU64,
+    segments_deleted: AtomicU64,
+    current_segment: AtomicU64,
+}
+
+type Completion = Box<dyn FnOnce(Result<()>) + Send>;
+
+enum Request {
+    Write {
+        writes: Vec<GroupWrite>,
+        done: Completion,
+    },
+    Compact {
+        group: GroupId,
+        index: LogIndex,
+        meta: Option<SnapshotMeta>,
+        done: Completion,
+    },
+    Shutdown,
+}
+
+impl Request {
+    fn fail(self, err: StorageError) {
+        match self {
+            Request::Write { done, .. } | Request::Compact { done, .. } => done(Err(err)),
+            Request::Shutdown => {}
+        }
+    }
+}
+
+/// Completion of a submission: `.wait()` blocks, `.await` does not.
+pub struct Ticket(oneshot::Receiver<Result<()>>);
+
+impl Ticket {
+    /// Blocks until the submission is durable. Must not be called from
+    /// inside an async runtime; `.await` the ticket there.
+    pub fn wait(self) -> Result<()> {
+        self.0.blocking_recv().unwrap_or(Err(StorageError::Closed))
+    }
+}
+
+impl Future for Ticket {
+    type Output = Result<()>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(StorageError::Closed)))
+    }
+}
+
+fn ticket() -> (Completion, Ticket) {
+    let (tx, rx) = oneshot::channel();
+    (
+        Box::new(move |r| {
+            let _ = tx.send(r);
+        }),
+        Ticket(rx),
+    )
+}
+
+/// The write-ahead log of a node, with the snapshot store of its groups.
+pub struct Wal {
+    tx: mpsc::Sender<Request>,
+    writer: Option<JoinHandle<()>>,
+    shared: Arc<Shared>,
+    snapshots: SnapshotStore,
+    wal_dir: PathBuf,
+    id: Identity,
+    fresh: bool,
+    report: RecoveryReport,
+    recovered: Option<BTreeMap<GroupId, RecoveredState>>,
+    written: AtomicBool,
+    /// Writes appended through [`LogStore::append`], not yet submitted.
+    pending: Vec<GroupWrite>,
+    // Dropped last: the directory stays locked until the writer has stopped.
+    _lock: DirLock,
+}
+
+impl Wal {
+    /// Opens (or creates) the data directory `data_dir` for node `id`,
+    /// recovers the log, and starts the writer thread.
+    ///
+    /// Fails if another process holds the directory, if it belongs to
+    /// another cluster or node, or if acknowledged data is damaged. A torn
+    /// tail left by a crash is cut off (see [`Wal::recovery_report`]).
+    pub fn open(data_dir: &Path, id: Identity, opts: WalOptions) -> Result<Wal> {
+        dir::create_dir_durable(data_dir)?;
+        let lock = dir::lock(data_dir)?;
+        let wal_dir = data_dir.join("wal");
+        let has_data = wal_dir.is_dir() && !recovery::list_segments(&wal_dir, false)?.is_empty();
+        let fresh = dir::check_identity(data_dir, &id, has_data)?;
+        dir::create_dir_durable(&wal_dir)?;
+        let rec = recovery::recover(&wal_dir, &id, true)?;
+        let snapshots = SnapshotStore::open(data_dir)?;
+        // Snapshot files the log does not refer to: superseded ones, and
+        // ones written just before a crash whose marker never became durable.
+        for g in snapshots.groups()? {
+            let keep = rec
+                .groups
+                .get(&g)
+                .and_then(|s| s.snapshot.as_ref())
+                .map_or(LogIndex::ZERO, |s| s.index);
+            snapshots.retain_only(g, keep)?;
+        }
+
+        let shared = Arc::new(Shared::default());
+        let (file, tail) = match rec.tail {
+            Some(tail) => {
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&tail.path)
+                    .map_err(StorageError::io(&tail.path, "opening segment"))?;
+                (file, tail)
+            }
+            None => {
+                let (file, path) = segment::create_segment(&wal_dir, &id, 1, 1, opts.segment_size)?;
+                shared.segments_created.fetch_add(1, Ordering::Relaxed);
+                let tail = Tail {
+                    seq: 1,
+                    path,
+                    offset: HEADER_LEN,
+                    next_batch: 1,
+                    has_frames: false,
+                };
+                (file, tail)
+            }
+        };
+        let mut tracker = rec.tracker;
+        tracker.add_segment(tail.seq);
+        shared.current_segment.store(tail.seq, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer {
+            rx,
+            wal_dir: wal_dir.clone(),
+            id: id.clone(),
+            opts,
+            file,
+            seq: tail.seq,
+            offset: tail.offset,
+            next_batch: tail.next_batch,
+            has_frames: tail.has_frames,
+            tracker,
+            snapshots: snapshots.clone(),
+            shared: shared.clone(),
+            body: Vec::new(),
+            frame: Vec::new(),
+            checkpoint: Vec::new(),
+            overlay: HashMap::new(),
+            track: Vec::new(),
+            poisoned: None,
+            carry: None,
+            snapshot_changed: Vec::new(),
+            rotated: false,
+        };
+        let handle = std::thread::Builder::new()
+            .name("wal-writer".into())
+            .spawn(move || writer.run())
+            .map_err(StorageError::io(&wal_dir, "starting the writer thread"))?;
+        Ok(Wal {
+            tx,
+            writer: Some(handle),
+            shared,
+            snapshots,
+            wal_dir,
+            id,
+            fresh,
+            report: rec.report,
+            recovered: Some(rec.groups),
+            written: AtomicBool::new(false),
+            pending: Vec::new(),
+            _lock: lock,
+        })
+    }
+
+    /// Whether the data directory was empty when opened: a node may
+    /// bootstrap a new cluster only then.
+    pub fn is_fresh(&self) -> bool {
+        self.fresh
+    }
+
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.report
+    }
+
+    /// The state of every group as recovered at open. Taken once: the core
+    /// owns it from then on.
+    pub fn take_recovered(&mut self) -> BTreeMap<GroupId, RecoveredState> {
+        self.recovered.take().unwrap_or_default()
+    }
+
+    pub fn snapshots(&self) -> &SnapshotStore {
+        &self.snapshots
+    }
+
+    /// Queues `writes`, applied in order; `done` is called from the writer
+    /// thread once they are durable (or failed). Submissions complete in
+    /// the order they were made. Keep `done` short: it delays the next fsync.
+    pub fn submit(&self, writes: Vec<GroupWrite>, done: impl FnOnce(Result<()>) + Send + 'static) {
+        self.written.store(true, Ordering::Relaxed);
+        self.send(Request::Write {
+            writes,
+            done: Box::new(done),
+        });
+    }
+
+    /// [`submit`](Wal::submit), completed through a [`Ticket`].
+    pub fn submit_ticket(&self, writes: Vec<GroupWrite>) -> Ticket {
+        let (done, t) = ticket();
+        self.written.store(true, Ordering::Relaxed);
+        self.send(Request::Write { writes, done });
+        t
+    }
+
+    /// Records that `group`'s entries up to `meta.index` are covered by a
+    /// snapshot the caller took and made durable (normally in
+    /// [`snapshots`](Wal::snapshots)). Recovery then returns `meta` as the
+    /// group's snapshot; old segments and older snapshot files of the group
+    /// are deleted once nothing else needs them.
+    pub fn compact_to(&self, group: GroupId, meta: SnapshotMeta) -> Ticket {
+        let (done, t) = ticket();
+        self.written.store(true, Ordering::Relaxed);
+        self.send(Request::Compact {
+            group,
+            index: meta.index,
+            meta: Some(meta),
+            done,
+        });
+        t
+    }
+
+    fn send(&self, req: Request) {
+        if let Err(mpsc::SendError(req)) = self.tx.send(req) {
+            req.fail(StorageError::Closed);
+        }
+    }
+
+    pub fn stats(&self) -> WalStats {
+        let s = &self.shared;
+        WalStats {
+            fsyncs: s.fsyncs.load(Ordering::Relaxed),
+            submissions: s.submissions.load(Ordering::Relaxed),
+            bytes: s.bytes.load(Ordering::Relaxed),
+            segments_created: s.segments_created.load(Ordering::Relaxed),
+            segments_deleted: s.segments_deleted.load(Ordering::Relaxed),
+            current_segment: s.current_segment.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The directory holding the segments.
+    pub fn wal_dir(&self) -> &Path {
+        &self.wal_dir
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Request::Shutdown);
+        if let Some(h) = self.writer.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl LogStore for Wal {
+    type Error = StorageError;
+
+    fn append(&mut self, writes: &[GroupWrite]) -> Result<()> {
+        self.pending.extend_from_slice(writes);
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        let writes = std::mem::take(&mut self.pending);
+        self.submit_ticket(writes).wait()
+    }
+
+    /// Looks up the snapshot that covers `index` in the snapshot store (or
+    /// a snapshot already recorded in the log).
+    fn compact(&mut self, group: GroupId, index: LogIndex) -> Result<()> {
+        self.sync()?;
+        let found = self
+            .snapshots
+            .list(group)?
+            .into_iter()
+            .rev()
+            .find(|(i, _, _)| *i >= index);
+        let meta = match found {
+            Some((i, _, _)) => match self.snapshots.open_reader(group, i)? {
+                Some(r) => Some(r.meta().clone()),
+                None => None,
+            },
+            None => None,
+        };
+        let (done, t) = ticket();
+        self.written.store(true, Ordering::Relaxed);
+        self.send(Request::Compact {
+            group,
+            index,
+            meta,
+            done,
+        });
+        t.wait()
+    }
+
+    fn recover(&mut self) -> Result<BTreeMap<GroupId, RecoveredState>> {
+        self.sync()?;
+        if !self.written.load(Ordering::Relaxed) {
+            if let Some(r) = self.recovered.take() {
+                return Ok(r);
+            }
+        }
+        // Everything submitted is durable and the writer is idle: read the
+        // log back as a restart would.
+        Ok(recovery::recover(&self.wal_dir, &self.id, false)?.groups)
+    }
+}
+
+/// A change to the tracker, applied once the frame's segment is known.
+enum Track {
+    Install(GroupId, SnapshotMeta),
+    Entries(GroupId, LogIndex, LogIndex),
+    HardState(GroupId, HardState),
+    Compacted(GroupId, SnapshotMeta),
+}
+
+/// The writer thread's state.
+struct Writer {
+    rx: mpsc::Receiver<Request>,
+    wal_dir: PathBuf,
+    id: Identity,
+    opts: WalOptions,
+    file: File,
+    seq: u64,
+    offset: u64,
+    next_batch: u64,
+    has_frames: bool,
+    tracker: Tracker,
+    snapshots: SnapshotStore,
+    shared: Arc<Shared>,
+    /// Operations of the frame being gathered.
+    body: Vec<u8>,
+    /// The encoded frame (reused).
+    frame: Vec<u8>,
+    checkpoint: Vec<u8>,
+    /// (snapshot index, last index) of groups written in this frame,
+    /// including its not yet tracked operations.
+    overlay: HashMap<GroupId, (LogIndex, LogIndex)>,
+    track: Vec<Track>,
+    poisoned: Option<Arc<StorageError>>,
+    carry: Option<Request>,
+    /// Groups whose snapshot moved forward in the last frame.
+    snapshot_changed: Vec<GroupId>,
+    rotated: bool,
+}
+
+impl Writer {
+    fn run(mut self) {
+        loop {
+            let first = match self.carry.take() {
+                Some(r) => r,
+                None => match self.rx.recv() {
+                    Ok(r) => r,
+                    Err(_) => return,
+                },
+            };
+            let mut waiters: Vec<Completion> = Vec::new();
+            let mut shutdown = false;
+            let mut next = Some(first);
+            while let Some(req) = next {
+                match req {
+                    Request::Shutdown => {
+                        shutdown = true;
+                        break;
+                    }
+                    req if self.poisoned.is_some() => {
+                        let p = self
+                            .poisoned
+                            .clone()
+                            .unwrap_or_else(|| Arc::new(StorageError::Closed));
+                        req.fail(StorageError::Poisoned(p));
+                    }
+                    Request::Write { writes, done } => match self.encode_writes(&writes) {
+                        Ok(()) => waiters.push(done),
+                        Err(e) => done(Err(e)),
+                    },
+                    Request::Compact {
+                        group,
+                        index,
+                        meta,
+                        done,
+                    } => match self.encode_compact(group, index, meta) {
+                        Ok(()) => waiters.push(done),
+                        Err(e) => done(Err(e)),
+                    },
+                }
+                if self.body.len() >= self.opts.max_batch_bytes {
+                    self.carry = self.rx.try_recv().ok();
+                    break;
+                }
+                next = self.rx.try_recv().ok();
+            }
+            if !waiters.is_empty() {
+                let result = if self.body.is_empty() {
+                    // Nothing new to write: everything earlier is durable.
+                    Ok(())
+                } else {
+                    self.write_frame()
+                };
+                match result {
+                    Ok(()) => {
+                        self.shared
+                            .submissions
+                            .fetch_add(waiters.len() as u64, Ordering::Relaxed);
+                        for w in waiters {
+                            w(Ok(()));
+                        }
+                        self.housekeeping();
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "write-ahead log failed; refusing further writes");
+                        let p = Arc::new(e);
+                        self.poisoned = Some(p.clone());
+                        for w in waiters {
+                            w(Err(StorageError::Poisoned(p.clone())));
+                        }
+                    }
+                }
+            }
+            self.body.clear();
+            self.overlay.clear();
+            self.track.clear();
+            if shutdown {
+                return;
+            }
+        }
+    }
+
+    fn view(&self, g: GroupId) -> (LogIndex, LogIndex) {
+        self.overlay.get(&g).copied().unwrap_or_else(|| {
+            self.tracker
+                .group(g)
+                .map_or((LogIndex::ZERO, LogIndex::ZERO), |m| {
+                    (m.snapshot_index(), m.last)
+                })
+        })
+    }
+
+    /// Validates one submission as a whole, then encodes it into the frame.
+    fn encode_writes(&mut self, writes: &[GroupWrite]) -> Result<()> {
+        let mut local: HashMap<GroupId, (LogIndex, LogIndex)> = HashMap::new();
+        let mut placements = Vec::with_capacity(writes.len());
+        for w in writes {
+            let g = w.group;
+            let view = match local.get(&g) {
+                Some(v) => *v,
+                None => self.view(g),
+            };
+            let (mut snap, mut last) = view;
+            if let Some(s) = &w.snapshot {
+                snap = s.index;
+                last = s.index;
+            }
+            let mut placement = Placement::Covered;
+            if let (Some(f), Some(l)) = (w.entries.first(), w.entries.last()) {
+                let contiguous = w
+                    .entries
+                    .iter()
+                    .enumerate()
+                    .all(|(i, e)| e.index == f.index.plus(i as u64));
+                if !contiguous || f.index == LogIndex::ZERO {
+                    return Err(StorageError::InvalidWrite {
+                        group: g,
+                        reason: "entries are not contiguous from an index >= 1".into(),
+                    });
+                }
+                placement = tracker::place(snap, last, f.index, l.index)
+                    .map_err(|reason| StorageError::InvalidWrite { group: g, reason })?;
+                if placement != Placement::Covered {
+                    last = l.index;
+                }
+            }
+            local.insert(g, (snap, last));
+            placements.push(placement);
+        }
+        self.overlay.extend(local);
+        for (w, placement) in writes.iter().zip(placements) {
+            let g = w.group;
+            if let Some(s) = &w.snapshot {
+                codec::encode_install(&mut self.body, g, s);
+                self.track.push(Track::Install(g, s.clone()));
+            }
+            if let (Placement::Store { skip }, Some(l)) = (placement, w.entries.last()) {
+                let entries = &w.entries[skip..];
+                codec::encode_entries(&mut self.body, g, entries);
+                self.track
+                    .push(Track::Entries(g, entries[0].index, l.index));
+            }
+            if let Some(hs) = &w.hard_state {
+                codec::encode_hard_state(&mut self.body, g, hs);
+                self.track.push(Track::HardState(g, *hs));
+            }
+        }
+        Ok(())
+    }
+
+    fn encode_compact(
+        &mut self,
+        group: GroupId,
+        index: LogIndex,
+        meta: Option<SnapshotMeta>,
+    ) -> Result<()> {
+        let (snap, last) = self.view(group);
+        let Some(meta) = meta else {
+            return if index <= snap {
+                Ok(())
+            } else {
+                Err(StorageError::NoSnapshot { group, index })
+            };
+        };
+        if meta.index <= snap {
+            return Ok(());
+        }
+        if meta.index > last {
+            return Err(StorageError::InvalidWrite {
+                group,
+                reason: format!(
+                    "a local snapshot at {} is past the end of the log at {last}",
+                    meta.index
+                ),
+            });
+        }
+        codec::encode_compacted(&mut self.body, group, &meta);
+        self.overlay.insert(group, (meta.index, last));
+        self.track.push(Track::Compacted(group, meta));
+        Ok(())
+    }
+
+    /// Writes the gathered operations as one frame and fsyncs it.
+    fn write_frame(&mut self) -> Result<()> {
+        let seg_size = self.opts.segment_size;
+        let estimate = segment::frame_len(self.body.len()) as u64;
+        if self.has_frames && self.offset + estimate > seg_size {
+            self.rotate()?;
+        }
+        self.checkpoint.clear();
+        if !self.has_frames {
+            self.tracker.encode_checkpoint(&mut self.checkpoint);
+        }
+        self.frame.clear();
+        segment::encode_frame(
+            &mut self.frame,
+            self.next_batch,
+            &[&self.checkpoint, &self.body],
+        );
+        let path = self.wal_dir.join(segment::segment_name(self.seq));
+        self.file
+            .write_all_at(&self.frame, self.offset)
+            .map_err(StorageError::io(&path, "appending to the log"))?;
+        self.file
+            .sync_data()
+            .map_err(StorageError::io(&path, "syncing the log"))?;
+        self.offset += self.frame.len() as u64;
+        self.next_batch += 1;
+        self.has_frames = true;
+        self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .bytes
+            .fetch_add(self.frame.len() as u64, Ordering::Relaxed);
+        for t in std::mem::take(&mut self.track) {
+            match t {
+                Track::Install(g, m) => {
+                    self.tracker.on_install(g, &m);
+                    self.snapshot_changed.push(g);
+                }
+                Track::Entries(g, f, l) => {
+                    // Validated against the same state: cannot fail.
+                    let _ = self.tracker.on_entries(self.seq, g, f, l);
+                }
+                Track::HardState(g, hs) => self.tracker.on_hard_state(g, &hs),
+                Track::Compacted(g, m) => {
+                    if self.tracker.on_compacted(g, &m) {
+                        self.snapshot_changed.push(g);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> Result<()> {
+        let seq = self.seq + 1;
+        let (file, _) = segment::create_segment(
+            &self.wal_dir,
+            &self.id,
+            seq,
+            self.next_batch,
+            self.opts.segment_size,
+        )?;
+        self.file = file;
+        self.seq = seq;
+        self.offset = HEADER_LEN;
+        self.has_frames = false;
+        self.rotated = true;
+        self.tracker.add_segment(seq);
+        self.shared.segments_created.fetch_add(1, Ordering::Relaxed);
+        self.shared.current_segment.store(seq, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// After a durable frame: delete segments and snapshot files nothing
+    /// needs any more. Failures here lose no data; they are logged.
+    fn housekeeping(&mut self) {
+        // Segments become deletable when a snapshot moves forward (or a
+        // rotation seals one); otherwise there is nothing to look at.
+        if self.snapshot_changed.is_empty() && !self.rotated {
+            return;
+        }
+        self.rotated = false;
+        let snapshot_groups = std::mem::take(&mut self.snapshot_changed);
+        let deletable = self.tracker.take_deletable(self.seq);
+        let mut deleted = 0;
+        for seq in &deletable {
+            let path = self.wal_dir.join(segment::segment_name(*seq));
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::error!(path = %path.display(), error = %e, "could not delete an old segment");
+                break;
+            }
+            deleted += 1;
+        }
+        if deleted > 0 {
+            if let Err(e) = dir::sync_dir(&self.wal_dir) {
+                tracing::error!(error = %e, "could not sync the log directory after deleting segments");
+            }
+            self.shared
+                .segments_deleted
+                .fetch_add(deleted, Ordering::Relaxed);
+        }
+        for g in snapshot_groups {
+            let Some(index) = self.tracker.group(g).map(|m| m.snapshot_index()) else {
+                continue;
+            };
+            if let Err(e) = self.snapshots.remove_older(g, index) {
+                tracing::warn!(group = %g, error = %e, "could not remove old snapshots");
+            }
+        }
+    }
+}
