@@ -53,7 +53,10 @@ fn config(
 ) -> TransportConfig {
     let mut c = TransportConfig::new(cluster, NodeId(node), dir.join(format!("snap-{node}")));
     c.local_ip = Some(ip.parse().unwrap());
-    c.peers = peers.iter().map(|&(id, a)| (NodeId(id), a)).collect();
+    c.peers = peers
+        .iter()
+        .map(|&(id, a)| (NodeId(id), a.to_string()))
+        .collect();
     c
 }
 
@@ -116,7 +119,12 @@ async fn batches_and_snapshots_travel_between_two_nodes() {
             },
         },
     };
-    t1.send_snapshot(NodeId(2), GroupId(7), snap.clone(), src);
+    t1.send_snapshot(
+        NodeId(2),
+        GroupId(7),
+        snap.clone(),
+        Box::new(std::fs::File::open(&src).unwrap()),
+    );
     let received = loop {
         match tokio::time::timeout(WAIT, rx2.recv())
             .await

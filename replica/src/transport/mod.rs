@@ -20,11 +20,11 @@ mod snapshot;
 
 pub use peer::PeerSender;
 pub use server::PeerService;
-pub use snapshot::ReceivedSnapshot;
+pub use snapshot::{ReceivedSnapshot, SnapshotSource};
 
 use crate::raft::{GroupId, Message, NodeId};
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -34,8 +34,9 @@ use tokio::sync::mpsc;
 pub struct TransportConfig {
     pub cluster_id: String,
     pub node: NodeId,
-    /// Where each peer listens for peer traffic.
-    pub peers: BTreeMap<NodeId, SocketAddr>,
+    /// Where each peer listens for peer traffic, as `host:port` (a DNS name
+    /// is resolved at each connection attempt).
+    pub peers: BTreeMap<NodeId, String>,
     /// The local address outgoing connections are bound to (tests give each
     /// replica its own loopback address).
     pub local_ip: Option<IpAddr>,
@@ -101,7 +102,12 @@ impl Transport {
             .peers
             .iter()
             .filter(|(id, _)| **id != config.node)
-            .map(|(&id, &addr)| (id, PeerSender::start(config, id, addr, events.clone())))
+            .map(|(&id, addr)| {
+                (
+                    id,
+                    PeerSender::start(config, id, addr.clone(), events.clone()),
+                )
+            })
             .collect();
         Transport { peers }
     }
@@ -114,11 +120,20 @@ impl Transport {
         }
     }
 
-    /// Streams the snapshot file at `path` to `to`; the outcome arrives as
-    /// [`TransportEvent::SnapshotSent`].
-    pub fn send_snapshot(&self, to: NodeId, group: GroupId, message: Message, path: PathBuf) {
-        if let Some(peer) = self.peers.get(&to) {
-            peer.send_snapshot(group, message, path);
+    /// Streams a snapshot's data from `source` to `to`; the outcome arrives
+    /// as [`TransportEvent::SnapshotSent`].
+    pub fn send_snapshot(
+        &self,
+        to: NodeId,
+        group: GroupId,
+        message: Message,
+        source: SnapshotSource,
+    ) {
+        match self.peers.get(&to) {
+            Some(peer) => peer.send_snapshot(group, message, source),
+            None => {
+                tracing::warn!(peer = %to, %group, "no address for the peer; the snapshot is not sent")
+            }
         }
     }
 
@@ -127,7 +142,7 @@ impl Transport {
         &mut self,
         config: &TransportConfig,
         id: NodeId,
-        addr: SocketAddr,
+        addr: String,
         events: mpsc::UnboundedSender<TransportEvent>,
     ) {
         if id == config.node {

@@ -2,14 +2,12 @@
 //! stream to the peer open, reconnecting with backoff.
 
 use super::codec::encode_message;
-use super::snapshot::stream_snapshot;
+use super::snapshot::{SnapshotSource, stream_snapshot};
 use super::{TransportConfig, TransportEvent};
 use crate::raft::{GroupId, Message, NodeId};
 use kuberaft_proto::raft as pb;
 use kuberaft_proto::raft::peer_client::PeerClient;
 use prost::Message as _;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -20,9 +18,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// The handle the node uses to send to one peer. Dropping it stops the task.
 pub struct PeerSender {
-    addr: SocketAddr,
+    addr: String,
     queue: mpsc::Sender<Vec<(GroupId, Message)>>,
-    snapshots: mpsc::UnboundedSender<(GroupId, Message, PathBuf)>,
+    snapshots: mpsc::UnboundedSender<(GroupId, Message, SnapshotSource)>,
     to: NodeId,
     events: mpsc::UnboundedSender<TransportEvent>,
 }
@@ -31,12 +29,12 @@ impl PeerSender {
     pub fn start(
         config: &TransportConfig,
         to: NodeId,
-        addr: SocketAddr,
+        addr: String,
         events: mpsc::UnboundedSender<TransportEvent>,
     ) -> PeerSender {
         let (queue, rx) = mpsc::channel(config.queue_batches.max(1));
         let (snapshots, snap_rx) = mpsc::unbounded_channel();
-        let endpoint = endpoint(config, addr);
+        let endpoint = endpoint(config, &addr);
         tokio::spawn(run(
             config.clone(),
             to,
@@ -60,8 +58,8 @@ impl PeerSender {
         }
     }
 
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
+    pub fn addr(&self) -> &str {
+        &self.addr
     }
 
     pub fn send(&self, messages: Vec<(GroupId, Message)>) {
@@ -70,14 +68,20 @@ impl PeerSender {
         }
     }
 
-    pub fn send_snapshot(&self, group: GroupId, message: Message, path: PathBuf) {
-        let _ = self.snapshots.send((group, message, path));
+    pub fn send_snapshot(&self, group: GroupId, message: Message, source: SnapshotSource) {
+        let _ = self.snapshots.send((group, message, source));
     }
 }
 
-fn endpoint(config: &TransportConfig, addr: SocketAddr) -> Endpoint {
-    Endpoint::from_shared(format!("http://{addr}"))
-        .expect("a socket address is a valid URI")
+fn endpoint(config: &TransportConfig, addr: &str) -> Endpoint {
+    // Addresses are validated when the configuration is loaded; one that
+    // still does not form a URI fails every connection attempt, loudly.
+    let uri = format!("http://{addr}");
+    Endpoint::from_shared(uri.clone())
+        .unwrap_or_else(|e| {
+            tracing::error!(peer = addr, error = %e, "invalid peer address");
+            Endpoint::from_static("http://invalid.invalid:1")
+        })
         .connect_timeout(config.connect_timeout)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(5))
@@ -205,11 +209,11 @@ async fn run_snapshots(
     config: TransportConfig,
     to: NodeId,
     endpoint: Endpoint,
-    mut requests: mpsc::UnboundedReceiver<(GroupId, Message, PathBuf)>,
+    mut requests: mpsc::UnboundedReceiver<(GroupId, Message, SnapshotSource)>,
     events: mpsc::UnboundedSender<TransportEvent>,
 ) {
-    while let Some((group, message, path)) = requests.recv().await {
-        let result = stream_snapshot(&config, to, &endpoint, group, &message, &path).await;
+    while let Some((group, message, source)) = requests.recv().await {
+        let result = stream_snapshot(&config, to, &endpoint, group, &message, source).await;
         if let Err(e) = &result {
             tracing::warn!(peer = %to, %group, error = %e, "sending snapshot failed");
         }

@@ -1,6 +1,6 @@
-//! Snapshots on the wire: streamed in chunks from a file on the sender and
-//! into a file on the receiver, with a CRC32C over the whole data, so a
-//! snapshot never has to fit in memory.
+//! Snapshots on the wire: streamed in chunks from a reader on the sender
+//! (read on a blocking thread) and into a file on the receiver, with a
+//! CRC32C over the whole data, so a snapshot never has to fit in memory.
 
 use super::TransportConfig;
 use super::codec::{decode_message, encode_snapshot_meta};
@@ -8,8 +8,9 @@ use super::server::PeerService;
 use crate::raft::{GroupId, Message, MessageBody, NodeId};
 use kuberaft_proto::raft as pb;
 use kuberaft_proto::raft::peer_client::PeerClient;
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
@@ -29,20 +30,21 @@ pub struct ReceivedSnapshot {
     pub path: PathBuf,
 }
 
+/// Where a snapshot's data comes from: any reader (the storage's snapshot
+/// reader, which verifies its checksum as it goes, or a plain file).
+pub type SnapshotSource = Box<dyn Read + Send>;
+
 pub(super) async fn stream_snapshot(
     config: &TransportConfig,
     to: NodeId,
     endpoint: &Endpoint,
     group: GroupId,
     message: &Message,
-    path: &Path,
+    source: SnapshotSource,
 ) -> Result<(), String> {
     let MessageBody::InstallSnapshot { meta } = &message.body else {
         return Err("not a snapshot message".into());
     };
-    let mut file = tokio::fs::File::open(path)
-        .await
-        .map_err(|e| format!("cannot open snapshot {}: {e}", path.display()))?;
     let channel = endpoint
         .connect()
         .await
@@ -50,28 +52,31 @@ pub(super) async fn stream_snapshot(
     let mut client = PeerClient::new(channel)
         .max_encoding_message_size(config.max_message_bytes)
         .max_decoding_message_size(config.max_message_bytes);
-    let (tx, rx) = mpsc::channel(4);
-    let call = tokio::spawn(async move { client.install_snapshot(ReceiverStream::new(rx)).await });
     let chunk_bytes = CHUNK_BYTES.min(config.max_message_bytes / 2).max(1);
+    // A blocking thread reads the source; at most a few chunks wait in
+    // memory at any time.
+    let (data_tx, mut data_rx) = mpsc::channel::<Result<Vec<u8>, String>>(2);
+    let reader = tokio::task::spawn_blocking(move || read_chunks(source, chunk_bytes, data_tx));
+    let (tx, rx) = mpsc::channel(2);
+    let call = tokio::spawn(async move { client.install_snapshot(ReceiverStream::new(rx)).await });
     let mut offset = 0u64;
     let mut crc = 0u32;
     let mut first = true;
+    let mut pending = data_rx.recv().await;
     loop {
-        let mut buf = vec![0u8; chunk_bytes];
-        let mut filled = 0;
-        while filled < buf.len() {
-            let n = file
-                .read(&mut buf[filled..])
-                .await
-                .map_err(|e| format!("reading snapshot {}: {e}", path.display()))?;
-            if n == 0 {
-                break;
-            }
-            filled += n;
-        }
-        buf.truncate(filled);
-        let last = filled < chunk_bytes;
-        crc = crc32c::crc32c_append(crc, &buf);
+        let data = match pending.take() {
+            Some(Ok(data)) => data,
+            Some(Err(e)) => return Err(e),
+            None => Vec::new(),
+        };
+        pending = if data.is_empty() {
+            None
+        } else {
+            data_rx.recv().await
+        };
+        let last = pending.is_none();
+        crc = crc32c::crc32c_append(crc, &data);
+        let len = data.len() as u64;
         let chunk = pb::SnapshotChunk {
             cluster_id: config.cluster_id.clone(),
             from: config.node.0,
@@ -80,26 +85,53 @@ pub(super) async fn stream_snapshot(
             meta: first.then(|| encode_snapshot_meta(meta)),
             term: message.term.0,
             offset,
-            data: buf.into(),
+            data: data.into(),
             last,
             checksum: if last { crc } else { 0 },
         };
         first = false;
-        offset += filled as u64;
-        if tx.send(chunk).await.is_err() {
-            break;
-        }
-        if last {
+        offset += len;
+        if tx.send(chunk).await.is_err() || last {
             break;
         }
     }
     drop(tx);
+    let _ = reader.await;
     let ack = call
         .await
         .map_err(|e| format!("snapshot task failed: {e}"))?
         .map_err(|status| status.message().to_string())?
         .into_inner();
     if ack.accepted { Ok(()) } else { Err(ack.error) }
+}
+
+/// Reads `source` in chunks of `size` into `out` until its end (an empty
+/// read) or an error.
+fn read_chunks(
+    mut source: SnapshotSource,
+    size: usize,
+    out: mpsc::Sender<Result<Vec<u8>, String>>,
+) {
+    loop {
+        let mut buf = vec![0u8; size];
+        let mut filled = 0;
+        while filled < size {
+            match source.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let _ = out.blocking_send(Err(format!("reading the snapshot: {e}")));
+                    return;
+                }
+            }
+        }
+        buf.truncate(filled);
+        let done = filled == 0;
+        if out.blocking_send(Ok(buf)).is_err() || done {
+            return;
+        }
+    }
 }
 
 pub(super) async fn receive_snapshot(
