@@ -69,6 +69,17 @@ pub struct Digest {
     pub sessions: u64,
 }
 
+impl Digest {
+    /// One number for the whole digest, to compare replicas at a glance.
+    pub fn combined(&self) -> u64 {
+        let mut h = self.data;
+        for v in [self.applied.0, self.keys, self.sessions] {
+            h = (h ^ v).wrapping_mul(0x0000_0100_0000_01B3).rotate_left(29);
+        }
+        h
+    }
+}
+
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -80,7 +91,7 @@ impl fmt::Display for Digest {
 }
 
 /// The key-value state machine of one Raft group.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct KvStateMachine {
     pub(super) group: GroupId,
     pub(super) policy: SessionPolicy,

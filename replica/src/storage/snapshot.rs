@@ -38,6 +38,11 @@ impl SnapshotStore {
         Ok(SnapshotStore { root })
     }
 
+    /// The directory holding every group's snapshots.
+    pub fn dir(&self) -> &Path {
+        &self.root
+    }
+
     fn group_dir(&self, group: GroupId) -> PathBuf {
         self.root.join(format!("{:016x}", group.0))
     }
