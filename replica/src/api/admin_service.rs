@@ -1,0 +1,388 @@
+//! The admin API (`admin.proto`), used by the operator and the CLI.
+//!
+//! Membership is per replica: adding a member changes every group. Each
+//! group's change must be proposed by that group's leader, so the replica
+//! that receives the request proposes where it leads and forwards a
+//! single-group request to the leader of every other group, then waits until
+//! each change is committed.
+
+use super::forward::{Forwarder, was_forwarded};
+use super::kv_service::to_status;
+use crate::node::request::{NodeError, Request as NodeRequest, Served};
+use crate::node::{GroupView, NodeHandle};
+use crate::raft::{ConfChange, ConfChangeKind, GroupId, LogIndex, NodeId, ProgressState, Role};
+use kuberaft_proto::admin as pb;
+use kuberaft_proto::admin::admin_client::AdminClient;
+use kuberaft_proto::admin::admin_server::{Admin, AdminServer};
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+#[derive(Clone)]
+pub struct AdminService {
+    node: NodeHandle,
+    forwarder: Arc<Forwarder>,
+    timeout: Duration,
+}
+
+impl AdminService {
+    pub fn new(node: NodeHandle, forwarder: Arc<Forwarder>, timeout: Duration) -> AdminService {
+        AdminService {
+            node,
+            forwarder,
+            timeout,
+        }
+    }
+
+    pub fn into_server(self) -> AdminServer<AdminService> {
+        AdminServer::new(self)
+    }
+
+    fn groups(&self, only: Option<u64>) -> Result<Vec<GroupId>, Status> {
+        match only {
+            Some(g) if g < u64::from(self.node.groups()) => Ok(vec![GroupId(g)]),
+            Some(g) => Err(Status::invalid_argument(format!(
+                "group {g} does not exist (this cluster has {} groups)",
+                self.node.groups()
+            ))),
+            None => Ok((0..u64::from(self.node.groups())).map(GroupId).collect()),
+        }
+    }
+
+    /// Proposes `change` in `group` here, or forwards it to the leader with
+    /// `forward`; returns the index at which it committed.
+    async fn change_group<F, Fut>(
+        &self,
+        group: GroupId,
+        change: ConfChange,
+        forwarded: bool,
+        forward: F,
+    ) -> Result<LogIndex, Status>
+    where
+        F: FnOnce(AdminClient<tonic::transport::Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<pb::MembershipResponse, Status>>,
+    {
+        let result = self
+            .node
+            .call(|reply| NodeRequest::ConfChange {
+                group,
+                change,
+                reply,
+            })
+            .await;
+        match result {
+            Ok(Served { index, .. }) => self.wait_applied(group, index).await.map(|()| index),
+            Err(NodeError::NotLeader {
+                leader: Some(leader),
+                ..
+            }) if !forwarded && leader != self.node.config.id => {
+                let ch = self.forwarder.channel(leader)?;
+                let response = forward(AdminClient::new(ch)).await?;
+                response
+                    .committed
+                    .get(&group.0)
+                    .map(|i| LogIndex(*i))
+                    .ok_or_else(|| {
+                        Status::internal(format!(
+                            "the leader of group {group} did not report the commit"
+                        ))
+                    })
+            }
+            Err(e) => Err(to_status(e)),
+        }
+    }
+
+    /// Waits until this replica has applied `index` of `group`.
+    async fn wait_applied(&self, group: GroupId, index: LogIndex) -> Result<(), Status> {
+        let mut status = self.node.status.clone();
+        let wait = async {
+            loop {
+                let applied = status
+                    .borrow()
+                    .groups
+                    .iter()
+                    .find(|g| g.group == group)
+                    .map(|g| g.status.applied);
+                if applied.is_some_and(|a| a >= index) {
+                    return Ok(());
+                }
+                if status.changed().await.is_err() {
+                    return Err(Status::unavailable("the replica is shutting down"));
+                }
+            }
+        };
+        tokio::time::timeout(self.timeout, wait).await.map_err(|_| {
+            Status::deadline_exceeded(format!(
+                "the membership change of group {group} was proposed at index {index} but not committed within {:?}: \
+                 the group may have lost its quorum",
+                self.timeout
+            ))
+        })?
+    }
+
+    fn node_status(&self) -> pb::NodeStatus {
+        let status = self.node.status.borrow().clone();
+        let config = &self.node.config;
+        pb::NodeStatus {
+            node_id: config.id.0,
+            name: config.name.clone(),
+            cluster_id: config.cluster_id.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            groups: status
+                .groups
+                .iter()
+                .map(|g| group_status(config.id, g))
+                .collect(),
+            members: config
+                .members
+                .iter()
+                .map(|m| pb::Member {
+                    id: m.id.0,
+                    name: m.name.clone(),
+                    address: m.address.clone(),
+                    client_address: m.address.clone(),
+                })
+                .collect(),
+            ready: status.readiness.ready,
+            not_ready: status.readiness.failures(),
+        }
+    }
+}
+
+fn group_status(me: NodeId, g: &GroupView) -> pb::GroupStatus {
+    let s = &g.status;
+    let ids = |v: &[NodeId]| v.iter().map(|n| n.0).collect::<Vec<_>>();
+    let role = match s.role {
+        Role::Leader => pb::Role::Leader,
+        Role::Candidate => pb::Role::Candidate,
+        Role::PreCandidate => pb::Role::PreCandidate,
+        Role::Follower if s.conf_state.is_learner(me) => pb::Role::Learner,
+        Role::Follower => pb::Role::Follower,
+    };
+    pb::GroupStatus {
+        group: g.group.0,
+        role: role as i32,
+        term: s.term.0,
+        leader: s.leader.map_or(0, |l| l.0),
+        commit_index: s.commit.0,
+        applied_index: s.applied.0,
+        first_index: s.first_index.0,
+        last_index: s.last_index.0,
+        voters: ids(&s.conf_state.voters),
+        voters_outgoing: ids(&s.conf_state.voters_outgoing),
+        learners: ids(&s.conf_state.learners),
+        progress: s
+            .progress
+            .iter()
+            .map(|(node, p)| pb::FollowerProgress {
+                node: node.0,
+                match_index: p.matched.0,
+                next_index: p.next.0,
+                state: match p.state {
+                    ProgressState::Probe => "probe",
+                    ProgressState::Replicate => "replicate",
+                    ProgressState::Snapshot => "snapshot",
+                }
+                .to_string(),
+                recent_active: p.recent_active,
+            })
+            .collect(),
+        state_digest: g.digest,
+        snapshot_index: g.snapshot_index.0,
+    }
+}
+
+type StatusStream = Pin<Box<dyn Stream<Item = Result<pb::NodeStatus, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn status(
+        &self,
+        _: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::NodeStatus>, Status> {
+        Ok(Response::new(self.node_status()))
+    }
+
+    async fn add_learner(
+        &self,
+        request: Request<pb::AddLearnerRequest>,
+    ) -> Result<Response<pb::MembershipResponse>, Status> {
+        let forwarded = was_forwarded(&request);
+        let req = request.into_inner();
+        let member = req.member.clone().ok_or_else(|| {
+            Status::invalid_argument("add learner: the member (id, name, address) is missing")
+        })?;
+        if member.id == 0 {
+            return Err(Status::invalid_argument(
+                "add learner: node id 0 is reserved; ids start at 1",
+            ));
+        }
+        let mut committed = HashMap::new();
+        for group in self.groups(req.group)? {
+            let change = ConfChange::single(ConfChangeKind::AddLearner, NodeId(member.id));
+            let single = pb::AddLearnerRequest {
+                member: Some(member.clone()),
+                group: Some(group.0),
+            };
+            let index = self
+                .change_group(group, change, forwarded, |mut c| async move {
+                    c.add_learner(Forwarder::mark(single))
+                        .await
+                        .map(Response::into_inner)
+                })
+                .await?;
+            committed.insert(group.0, index.0);
+        }
+        Ok(Response::new(pb::MembershipResponse { committed }))
+    }
+
+    async fn promote(
+        &self,
+        request: Request<pb::MemberRequest>,
+    ) -> Result<Response<pb::MembershipResponse>, Status> {
+        self.member_change(request, ConfChangeKind::AddVoter).await
+    }
+
+    async fn remove_member(
+        &self,
+        request: Request<pb::MemberRequest>,
+    ) -> Result<Response<pb::MembershipResponse>, Status> {
+        self.member_change(request, ConfChangeKind::Remove).await
+    }
+
+    async fn transfer_leader(
+        &self,
+        request: Request<pb::TransferLeaderRequest>,
+    ) -> Result<Response<pb::TransferLeaderResponse>, Status> {
+        let req = request.into_inner();
+        let to = (req.to != 0).then_some(NodeId(req.to));
+        let led_here: Vec<GroupId> = {
+            let status = self.node.status.borrow();
+            status
+                .groups
+                .iter()
+                .filter(|g| g.status.role == Role::Leader)
+                .map(|g| g.group)
+                .collect()
+        };
+        let groups = match req.group {
+            Some(_) => self.groups(req.group)?,
+            None => led_here,
+        };
+        let mut new_leaders = HashMap::new();
+        for group in groups {
+            let target = self
+                .node
+                .call(|reply| NodeRequest::TransferLeader { group, to, reply })
+                .await
+                .map_err(to_status)?;
+            new_leaders.insert(group.0, target.0);
+        }
+        Ok(Response::new(pb::TransferLeaderResponse { new_leaders }))
+    }
+
+    async fn snapshot(
+        &self,
+        request: Request<pb::SnapshotRequest>,
+    ) -> Result<Response<pb::SnapshotResponse>, Status> {
+        let req = request.into_inner();
+        let mut snapshot_index = HashMap::new();
+        for group in self.groups(req.group)? {
+            let index = self
+                .node
+                .call(|reply| NodeRequest::Snapshot { group, reply })
+                .await
+                .map_err(to_status)?;
+            snapshot_index.insert(group.0, index.0);
+        }
+        Ok(Response::new(pb::SnapshotResponse { snapshot_index }))
+    }
+
+    type WatchStatusStream = StatusStream;
+
+    async fn watch_status(
+        &self,
+        _: Request<pb::StatusRequest>,
+    ) -> Result<Response<StatusStream>, Status> {
+        let service = self.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(async move {
+            let mut status = service.node.status.clone();
+            let mut last = None;
+            loop {
+                let now = leadership_and_membership(&status.borrow().groups);
+                if last.as_ref() != Some(&now) {
+                    last = Some(now);
+                    if tx.send(Ok(service.node_status())).await.is_err() {
+                        return; // the watcher went away
+                    }
+                }
+                if status.changed().await.is_err() {
+                    return; // the node stopped
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
+
+/// Per group: term, leader, voters and learners.
+type Leadership = Vec<(GroupId, u64, Option<NodeId>, Vec<NodeId>, Vec<NodeId>)>;
+
+/// What a status watcher is told about. Index movements alone do not wake
+/// watchers.
+fn leadership_and_membership(groups: &[GroupView]) -> Leadership {
+    groups
+        .iter()
+        .map(|g| {
+            let s = &g.status;
+            (
+                g.group,
+                s.term.0,
+                s.leader,
+                s.conf_state.voters.clone(),
+                s.conf_state.learners.clone(),
+            )
+        })
+        .collect()
+}
+
+impl AdminService {
+    async fn member_change(
+        &self,
+        request: Request<pb::MemberRequest>,
+        kind: ConfChangeKind,
+    ) -> Result<Response<pb::MembershipResponse>, Status> {
+        let forwarded = was_forwarded(&request);
+        let req = request.into_inner();
+        if req.id == 0 {
+            return Err(Status::invalid_argument(
+                "node id 0 is reserved; ids start at 1",
+            ));
+        }
+        let mut committed = HashMap::new();
+        for group in self.groups(req.group)? {
+            let change = ConfChange::single(kind, NodeId(req.id));
+            let single = pb::MemberRequest {
+                id: req.id,
+                group: Some(group.0),
+            };
+            let index = self
+                .change_group(group, change, forwarded, |mut c| async move {
+                    let r = match kind {
+                        ConfChangeKind::Remove => c.remove_member(Forwarder::mark(single)).await,
+                        _ => c.promote(Forwarder::mark(single)).await,
+                    };
+                    r.map(Response::into_inner)
+                })
+                .await?;
+            committed.insert(group.0, index.0);
+        }
+        Ok(Response::new(pb::MembershipResponse { committed }))
+    }
+}
