@@ -6,14 +6,19 @@
 //! the endpoint that worked last, moves to the next one when a replica is
 //! down or has no leader to forward to, and retries until its deadline.
 //! Writes carry a (client id, sequence) pair so that a retried write is
-//! applied once even if the first attempt did commit.
+//! applied once even if the first attempt did commit. Sessions live in each
+//! group's state machine, so the client numbers its writes per group and
+//! keeps at most one write per group in flight (a later number applied
+//! first would make an earlier one stale); for concurrent writes, use one
+//! client per concurrent writer.
 
 use kuberaft_proto::admin::admin_client::AdminClient;
 use kuberaft_proto::admin::{self as admin_pb};
 use kuberaft_proto::kv::kv_client::KvClient;
 use kuberaft_proto::kv::{self as pb, Consistency, WriteHeader};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use thiserror::Error;
 use tokio::time::Instant;
@@ -62,7 +67,12 @@ pub struct Client {
     channels: Vec<Channel>,
     current: AtomicUsize,
     client_id: u64,
-    seq: AtomicU64,
+    /// The cluster's number of groups, learned from the first replica that
+    /// answers a status request.
+    groups: tokio::sync::OnceCell<u32>,
+    /// Per group: the last sequence number used, behind a lock held for the
+    /// whole write (one write per group in flight).
+    sessions: Mutex<HashMap<u32, Arc<tokio::sync::Mutex<u64>>>>,
     options: ClientOptions,
     last_error: Mutex<String>,
 }
@@ -101,17 +111,42 @@ impl Client {
             channels,
             current: AtomicUsize::new(0),
             client_id: random_client_id(),
-            seq: AtomicU64::new(0),
+            groups: tokio::sync::OnceCell::new(),
+            sessions: Mutex::new(HashMap::new()),
             options,
             last_error: Mutex::new(String::new()),
         })
     }
 
-    fn write_header(&self) -> Option<WriteHeader> {
-        Some(WriteHeader {
+    /// The session of `key`'s group: lock it for the whole write.
+    async fn session(&self, key: &[u8]) -> Result<Arc<tokio::sync::Mutex<u64>>, ClientError> {
+        let groups = *self
+            .groups
+            .get_or_try_init(|| async {
+                let status = self.status().await?;
+                Ok::<u32, ClientError>(status.groups.len().max(1) as u32)
+            })
+            .await?;
+        let group = crate::kv::group_for_key(key, groups).0 as u32;
+        let mut sessions = self.sessions.lock().expect("not poisoned");
+        Ok(sessions.entry(group).or_default().clone())
+    }
+
+    /// Runs one write under its group's session: the next sequence number,
+    /// the same one for every retry.
+    async fn write<T, F, Fut>(&self, key: &[u8], mut call: F) -> Result<T, ClientError>
+    where
+        F: FnMut(Channel, Option<WriteHeader>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Status>>,
+    {
+        let session = self.session(key).await?;
+        let mut seq = session.lock().await;
+        *seq += 1;
+        let header = Some(WriteHeader {
             client_id: self.client_id,
-            seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
-        })
+            seq: *seq,
+        });
+        self.retry(|ch| call(ch, header)).await
     }
 
     /// Runs `call` against replicas until one answers, the cluster rejects
@@ -154,12 +189,15 @@ impl Client {
 
     pub async fn put(&self, key: &[u8], value: &[u8]) -> Result<pb::PutResponse, ClientError> {
         let req = pb::PutRequest {
-            header: self.write_header(),
+            header: None,
             key: key.to_vec().into(),
             value: value.to_vec().into(),
         };
-        self.retry(|ch| {
-            let req = req.clone();
+        self.write(key, |ch, header| {
+            let req = pb::PutRequest {
+                header,
+                ..req.clone()
+            };
             async move { KvClient::new(ch).put(req).await.map(|r| r.into_inner()) }
         })
         .await
@@ -183,11 +221,14 @@ impl Client {
 
     pub async fn delete(&self, key: &[u8]) -> Result<pb::DeleteResponse, ClientError> {
         let req = pb::DeleteRequest {
-            header: self.write_header(),
+            header: None,
             key: key.to_vec().into(),
         };
-        self.retry(|ch| {
-            let req = req.clone();
+        self.write(key, |ch, header| {
+            let req = pb::DeleteRequest {
+                header,
+                ..req.clone()
+            };
             async move { KvClient::new(ch).delete(req).await.map(|r| r.into_inner()) }
         })
         .await
@@ -201,13 +242,16 @@ impl Client {
         value: &[u8],
     ) -> Result<pb::CompareAndSwapResponse, ClientError> {
         let req = pb::CompareAndSwapRequest {
-            header: self.write_header(),
+            header: None,
             key: key.to_vec().into(),
             expected: expected.map(|e| e.to_vec().into()),
             value: value.to_vec().into(),
         };
-        self.retry(|ch| {
-            let req = req.clone();
+        self.write(key, |ch, header| {
+            let req = pb::CompareAndSwapRequest {
+                header,
+                ..req.clone()
+            };
             async move {
                 KvClient::new(ch)
                     .compare_and_swap(req)

@@ -320,6 +320,7 @@ async fn member(c: &Client, m: MemberCommand, out: &mut impl Write) -> Result<()
                     client_address: client_address.unwrap_or_else(|| address.clone()),
                     address,
                 }),
+                group: None,
             };
             c.admin_call(|ch| {
                 let req = req.clone();
@@ -335,7 +336,7 @@ async fn member(c: &Client, m: MemberCommand, out: &mut impl Write) -> Result<()
         MemberCommand::Promote { id } => {
             c.admin_call(|ch| async move {
                 AdminClient::new(ch)
-                    .promote(admin_pb::MemberRequest { id })
+                    .promote(admin_pb::MemberRequest { id, group: None })
                     .await
                     .map(|r| r.into_inner())
             })
@@ -344,7 +345,7 @@ async fn member(c: &Client, m: MemberCommand, out: &mut impl Write) -> Result<()
         MemberCommand::Remove { id } => {
             c.admin_call(|ch| async move {
                 AdminClient::new(ch)
-                    .remove_member(admin_pb::MemberRequest { id })
+                    .remove_member(admin_pb::MemberRequest { id, group: None })
                     .await
                     .map(|r| r.into_inner())
             })

@@ -3,5 +3,6 @@
 
 pub mod commands;
 mod output;
+pub mod serve;
 
 pub use commands::{Cli, run};

@@ -223,10 +223,10 @@ pub(crate) fn find_valid_frame(buf: &[u8], from: usize) -> Option<(usize, u64)> 
     while off + FRAME_HEADER <= buf.len() {
         // Cheap pre-checks before the checksum: zeros and impossible lengths.
         let len = u32::from_le_bytes([buf[off + 4], buf[off + 5], buf[off + 6], buf[off + 7]]);
-        if len != 0 || buf[off..off + 4] != [0; 4] {
-            if let Frame::Valid { batch, .. } = read_frame(buf, off) {
-                return Some((off, batch));
-            }
+        if (len != 0 || buf[off..off + 4] != [0; 4])
+            && let Frame::Valid { batch, .. } = read_frame(buf, off)
+        {
+            return Some((off, batch));
         }
         off += 8;
     }

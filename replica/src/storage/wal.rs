@@ -360,10 +360,10 @@ impl LogStore for Wal {
             .rev()
             .find(|(i, _, _)| *i >= index);
         let meta = match found {
-            Some((i, _, _)) => match self.snapshots.open_reader(group, i)? {
-                Some(r) => Some(r.meta().clone()),
-                None => None,
-            },
+            Some((i, _, _)) => self
+                .snapshots
+                .open_reader(group, i)?
+                .map(|r| r.meta().clone()),
             None => None,
         };
         let (done, t) = ticket();
@@ -379,10 +379,10 @@ impl LogStore for Wal {
 
     fn recover(&mut self) -> Result<BTreeMap<GroupId, RecoveredState>> {
         self.sync()?;
-        if !self.written.load(Ordering::Relaxed) {
-            if let Some(r) = self.recovered.take() {
-                return Ok(r);
-            }
+        if !self.written.load(Ordering::Relaxed)
+            && let Some(r) = self.recovered.take()
+        {
+            return Ok(r);
         }
         // Everything submitted is durable and the writer is idle: read the
         // log back as a restart would.

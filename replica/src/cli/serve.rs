@@ -1,0 +1,278 @@
+//! `raft serve`: run one replica until SIGTERM or Ctrl-C.
+//!
+//! One gRPC listener serves the peer, client and admin services; a second
+//! port serves HTTP (`/metrics`, `/healthz`, `/readyz`, `/status`). On
+//! SIGTERM a replica that leads groups hands leadership to other voters
+//! first, so clients see no election timeout, then flushes and exits well
+//! within a Kubernetes grace period.
+
+use crate::api::admin_service::AdminService;
+use crate::api::forward::Forwarder;
+use crate::api::http::{HttpState, router};
+use crate::api::kv_service::KvService;
+use crate::metrics::Metrics;
+use crate::node::request::Request as NodeRequest;
+use crate::node::{Node, NodeConfig, NodeHandle};
+use crate::raft::{GroupId, Role};
+use crate::storage::{Identity, Wal, WalOptions};
+use crate::transport::{PeerService, TransportConfig};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::TcpListenerStream;
+
+/// Everything `raft serve` needs, resolved from the configuration.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    pub node: NodeConfig,
+    /// Peer, client and admin gRPC.
+    pub listen: SocketAddr,
+    /// HTTP: metrics and health.
+    pub metrics_listen: SocketAddr,
+    pub max_message_bytes: usize,
+    /// How long a client request may wait for its commit.
+    pub request_timeout: Duration,
+    /// How long shutdown waits for leadership to move away.
+    pub handover_timeout: Duration,
+}
+
+/// A running replica: its node, its gRPC and HTTP servers.
+pub struct Server {
+    pub handle: NodeHandle,
+    node: Node,
+    stop: tokio::sync::watch::Sender<bool>,
+    grpc: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    http: tokio::task::JoinHandle<std::io::Result<()>>,
+    handover_timeout: Duration,
+}
+
+impl Server {
+    /// Opens the data directory, recovers, binds both listeners and starts
+    /// serving. Errors say what could not be done and how to fix it.
+    pub async fn start(options: ServeOptions) -> anyhow::Result<Server> {
+        let node_config = options.node.clone();
+        let identity = Identity {
+            cluster_id: node_config.cluster_id.clone(),
+            node_id: node_config.id,
+        };
+        let wal = Wal::open(&node_config.data_dir, identity, WalOptions::default())?;
+        let metrics = Metrics::new();
+        let (inbox_tx, inbox) = mpsc::channel(1024);
+        let mut transport = TransportConfig::new(
+            node_config.cluster_id.clone(),
+            node_config.id,
+            node_config.data_dir.join("incoming"),
+        );
+        transport.local_ip = node_config.local_ip;
+        transport.max_message_bytes = options.max_message_bytes;
+        transport.peers = node_config
+            .members
+            .iter()
+            .map(|m| (m.id, m.address.clone()))
+            .collect();
+        let grpc = TcpListener::bind(options.listen).await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on {} for gRPC: {e} (is another replica using the port?)",
+                options.listen
+            )
+        })?;
+        let http = TcpListener::bind(options.metrics_listen).await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on {} for metrics and health: {e} (is another replica using the port?)",
+                options.metrics_listen
+            )
+        })?;
+        let node = Node::start(
+            node_config.clone(),
+            wal,
+            transport.clone(),
+            inbox,
+            metrics.clone(),
+        )
+        .await?;
+        let handle = node.handle.clone();
+        let forwarder = Arc::new(Forwarder::new(handle.clone()));
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+
+        let peer = PeerService::new(transport, inbox_tx).into_server();
+        let kv = KvService::new(handle.clone(), forwarder.clone(), options.request_timeout)
+            .into_server(options.max_message_bytes);
+        let admin =
+            AdminService::new(handle.clone(), forwarder, options.request_timeout).into_server();
+        let mut grpc_stop = stop_rx.clone();
+        let grpc = tokio::spawn(
+            tonic::transport::Server::builder()
+                .tcp_nodelay(true)
+                .add_service(peer)
+                .add_service(kv)
+                .add_service(admin)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), async move {
+                    let _ = grpc_stop.wait_for(|stop| *stop).await;
+                }),
+        );
+        let http_state = HttpState {
+            metrics,
+            heartbeat: handle.heartbeat.clone(),
+            stall_after: node_config.tick * 20 + Duration::from_secs(2),
+            readiness: handle.readiness.clone(),
+            status: status_json(&handle),
+        };
+        let mut http_stop = stop_rx;
+        let http = tokio::spawn(async move {
+            axum::serve(http, router(http_state))
+                .with_graceful_shutdown(async move {
+                    let _ = http_stop.wait_for(|stop| *stop).await;
+                })
+                .await
+        });
+        tracing::info!(
+            name = %node_config.name,
+            id = %node_config.id,
+            grpc = %options.listen,
+            http = %options.metrics_listen,
+            groups = node_config.groups,
+            "replica serving"
+        );
+        Ok(Server {
+            handle,
+            node,
+            stop,
+            grpc,
+            http,
+            handover_timeout: options.handover_timeout,
+        })
+    }
+
+    /// Hands leadership over, stops serving, flushes and waits for the end.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        hand_over_leadership(&self.handle, self.handover_timeout).await;
+        let _ = self.stop.send(true);
+        let stopped = self.node.stop().await;
+        let _ = self.grpc.await;
+        let _ = self.http.await;
+        stopped.map_err(|e| anyhow::anyhow!("{e}"))
+    }
+}
+
+/// Runs the replica until SIGTERM or Ctrl-C; returns when it has stopped
+/// (an error says why it could not start or had to stop).
+pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
+    let server = Server::start(options).await?;
+    shutdown_signal().await;
+    tracing::info!("shutting down: handing over leadership");
+    server.stop().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Moves leadership of every group led here to another voter, waiting at
+/// most `timeout` for the groups to have new leaders.
+async fn hand_over_leadership(handle: &NodeHandle, timeout: Duration) {
+    let led: Vec<GroupId> = handle
+        .status
+        .borrow()
+        .groups
+        .iter()
+        .filter(|g| g.status.role == Role::Leader)
+        .map(|g| g.group)
+        .collect();
+    if led.is_empty() {
+        return;
+    }
+    for &group in &led {
+        if let Err(e) = handle
+            .call(|reply| NodeRequest::TransferLeader {
+                group,
+                to: None,
+                reply,
+            })
+            .await
+        {
+            tracing::warn!(%group, error = %e, "cannot hand over leadership");
+        }
+    }
+    let mut status = handle.status.clone();
+    let wait = async {
+        loop {
+            let still_leading = status
+                .borrow()
+                .groups
+                .iter()
+                .any(|g| led.contains(&g.group) && g.status.role == Role::Leader);
+            if !still_leading || status.changed().await.is_err() {
+                return;
+            }
+        }
+    };
+    if tokio::time::timeout(timeout, wait).await.is_err() {
+        tracing::warn!(
+            "leadership did not move within {timeout:?}; stopping anyway (the cluster elects a new leader)"
+        );
+    }
+}
+
+/// The node's status as JSON for `/status`, kept current by a small task.
+fn status_json(handle: &NodeHandle) -> tokio::sync::watch::Receiver<serde_json::Value> {
+    let (tx, rx) = tokio::sync::watch::channel(serde_json::Value::Null);
+    let mut status = handle.status.clone();
+    let config = handle.config.clone();
+    tokio::spawn(async move {
+        loop {
+            let value = {
+                let s = status.borrow();
+                serde_json::json!({
+                    "id": config.id.0,
+                    "name": config.name,
+                    "cluster_id": config.cluster_id,
+                    "ready": s.readiness.ready,
+                    "readiness": s.readiness,
+                    "members": config.members.iter().map(|m| serde_json::json!({
+                        "id": m.id.0, "name": m.name, "address": m.address,
+                    })).collect::<Vec<_>>(),
+                    "groups": s.groups.iter().map(|g| serde_json::json!({
+                        "group": g.group.0,
+                        "role": format!("{:?}", g.status.role).to_lowercase(),
+                        "term": g.status.term.0,
+                        "leader": g.status.leader.map(|l| l.0),
+                        "commit": g.status.commit.0,
+                        "applied": g.status.applied.0,
+                        "last_index": g.status.last_index.0,
+                        "snapshot_index": g.snapshot_index.0,
+                        "voters": g.status.conf_state.voters.iter().map(|n| n.0).collect::<Vec<_>>(),
+                        "learners": g.status.conf_state.learners.iter().map(|n| n.0).collect::<Vec<_>>(),
+                        "digest": g.digest,
+                    })).collect::<Vec<_>>(),
+                })
+            };
+            if tx.send(value).is_err() || status.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
