@@ -142,6 +142,10 @@ impl Cluster {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_and_reads_survive_leader_loss_and_a_full_restart() {
+    // RUST_LOG=debug shows what the replicas do.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .try_init();
     let mut c = Cluster::start(31, 3, 4).await;
     let client = c.client();
     for i in 0..100 {

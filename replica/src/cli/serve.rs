@@ -150,9 +150,22 @@ impl Server {
         hand_over_leadership(&self.handle, self.handover_timeout).await;
         let _ = self.stop.send(true);
         let stopped = self.node.stop().await;
-        let _ = self.grpc.await;
-        let _ = self.http.await;
+        // Graceful: in-flight requests finish. Bounded: a client that keeps
+        // a stream open must not hold the replica past its grace period.
+        finish_or_abort("gRPC", self.grpc).await;
+        finish_or_abort("HTTP", self.http).await;
         stopped.map_err(|e| anyhow::anyhow!("{e}"))
+    }
+}
+
+/// How long the listeners may take to finish in-flight requests at shutdown.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
+
+async fn finish_or_abort<T>(what: &str, mut task: tokio::task::JoinHandle<T>) {
+    if tokio::time::timeout(DRAIN_TIMEOUT, &mut task).await.is_err() {
+        tracing::warn!("the {what} listener still had open requests after {DRAIN_TIMEOUT:?}; closing them");
+        task.abort();
+        let _ = task.await;
     }
 }
 

@@ -149,13 +149,22 @@ async fn stream(
     // The call runs in its own task and drains the peer's acknowledgements
     // (an unread ack stream would stall the peer); when it ends, sending
     // into `tx` fails and we learn why from its result.
-    let call = tokio::spawn(async move {
+    let mut call = tokio::spawn(async move {
         let mut acks = client.stream(ReceiverStream::new(rx)).await?.into_inner();
         while acks.message().await?.is_some() {}
         Ok::<(), tonic::Status>(())
     });
     loop {
-        let Some(first) = queue.recv().await else {
+        // The peer may end the call while we have nothing to send (it is
+        // shutting down, or refused us): notice at once, and drop `tx` so
+        // our half of the stream closes too. A half-open stream would keep
+        // the peer's graceful shutdown waiting forever.
+        let first = tokio::select! {
+            biased;
+            ended = &mut call => return StreamEnd::Broken(call_end_reason(ended)),
+            first = queue.recv() => first,
+        };
+        let Some(first) = first else {
             return StreamEnd::Closed;
         };
         let mut messages: Vec<pb::GroupMessage> = Vec::new();
@@ -176,12 +185,15 @@ async fn stream(
             messages,
         };
         if tx.send(batch).await.is_err() {
-            let reason = match call.await {
-                Ok(Err(status)) => status.message().to_string(),
-                _ => "stream closed".to_string(),
-            };
-            return StreamEnd::Broken(reason);
+            return StreamEnd::Broken(call_end_reason(call.await));
         }
+    }
+}
+
+fn call_end_reason(ended: Result<Result<(), tonic::Status>, tokio::task::JoinError>) -> String {
+    match ended {
+        Ok(Err(status)) => status.message().to_string(),
+        _ => "stream closed".to_string(),
     }
 }
 

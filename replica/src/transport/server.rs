@@ -86,7 +86,15 @@ impl Peer for PeerService {
         let this = self.clone();
         tokio::spawn(async move {
             loop {
-                let batch = match batches.message().await {
+                // End the stream as soon as the node stops, not only when
+                // the next batch finds the inbox closed: a graceful server
+                // shutdown waits for every open stream.
+                let next = tokio::select! {
+                    biased;
+                    _ = this.inbox.closed() => return,
+                    next = batches.message() => next,
+                };
+                let batch = match next {
                     Ok(Some(batch)) => batch,
                     Ok(None) => return,
                     Err(status) => {
