@@ -3,6 +3,7 @@
 //! Layers, each depending only on those above it in this list:
 //! - [`raft`]: the Raft algorithm for one group, a pure state machine;
 //! - [`multi`]: many groups on one node, with heartbeats coalesced per node pair;
+//! - [`config`]: the replica's configuration file (JSON, TOML or YAML) and its overrides;
 //! - [`kv`]: the replicated key-value state machine of a group, with client sessions;
 //! - [`storage`]: the write-ahead log shared by all groups of a node, and snapshots;
 //! - [`transport`]: gRPC streams between replicas, batching all groups' messages per peer.
@@ -10,6 +11,7 @@
 pub mod api;
 pub mod cli;
 pub mod client;
+pub mod config;
 pub mod kv;
 pub mod metrics;
 pub mod multi;

@@ -152,7 +152,7 @@ mod kv {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
+        #![proptest_config(ProptestConfig::with_cases(512))]
 
         #[test]
         fn replicas_applying_the_same_log_agree(
