@@ -148,6 +148,10 @@ impl AdminService {
                 .collect(),
             ready: status.readiness.ready,
             not_ready: status.readiness.failures(),
+            awaiting_membership: status
+                .groups
+                .iter()
+                .any(|g| g.status.conf_state.members().is_empty()),
         }
     }
 }
