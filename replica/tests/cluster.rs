@@ -52,6 +52,7 @@ impl Cluster {
             members,
             local_ip: Some(self.ip(id).parse().unwrap()),
             cluster_state: state,
+            rpc_timeout: Duration::from_secs(1),
         };
         ServeOptions {
             node,

@@ -49,7 +49,7 @@ impl Forwarder {
                 ))
             })?
             .tcp_nodelay(true)
-            .connect_timeout(std::time::Duration::from_secs(1))
+            .connect_timeout(self.node.config.rpc_timeout)
             .local_address(self.node.config.local_ip);
         let ch = endpoint.connect_lazy();
         channels.insert(to, ch.clone());

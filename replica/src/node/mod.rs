@@ -71,6 +71,8 @@ pub struct NodeConfig {
     /// The local address outgoing connections are bound to.
     pub local_ip: Option<std::net::IpAddr>,
     pub cluster_state: ClusterState,
+    /// How long connecting to a peer may take (the original `timeout`).
+    pub rpc_timeout: Duration,
 }
 
 /// One group as the status endpoints show it.
