@@ -87,35 +87,21 @@ impl Client {
                 reason: "no endpoints given: pass --endpoints host:port[,host:port] or a configuration with peers".into(),
             });
         }
-        let mut channels = Vec::with_capacity(endpoints.len());
-        for e in endpoints {
-            let uri = if e.contains("://") {
-                e.clone()
-            } else {
-                format!("http://{e}")
-            };
-            let endpoint = Endpoint::from_shared(uri).map_err(|err| ClientError::BadEndpoint {
-                endpoint: e.clone(),
-                reason: err.to_string(),
-            })?;
-            let channel = endpoint
-                .connect_timeout(options.attempt_timeout)
-                .timeout(options.attempt_timeout)
-                .tcp_nodelay(true)
-                .local_address(options.local_ip)
-                .connect_lazy();
-            channels.push(channel);
-        }
-        Ok(Client {
+        let mut client = Client {
             endpoints: endpoints.to_vec(),
-            channels,
+            channels: Vec::with_capacity(endpoints.len()),
             current: AtomicUsize::new(0),
             client_id: random_client_id(),
             groups: tokio::sync::OnceCell::new(),
             sessions: Mutex::new(HashMap::new()),
             options,
             last_error: Mutex::new(String::new()),
-        })
+        };
+        for e in endpoints {
+            let channel = client.channel_to(e)?;
+            client.channels.push(channel);
+        }
+        Ok(client)
     }
 
     /// The session of `key`'s group: lock it for the whole write.
@@ -293,18 +279,49 @@ impl Client {
         .await
     }
 
-    /// The status of every replica (`Err` for those that do not answer).
+    /// The status of every replica (`Err` for those that do not answer):
+    /// the endpoints given, then members of the cluster's member directory
+    /// that were not among them (a replica added since the configuration
+    /// file was written).
     pub async fn status_all(&self) -> Vec<(String, Result<admin_pb::NodeStatus, String>)> {
         let mut out = Vec::new();
         for (endpoint, ch) in self.endpoints.iter().zip(&self.channels) {
-            let r = AdminClient::new(ch.clone())
-                .status(admin_pb::StatusRequest {})
-                .await
-                .map(|r| r.into_inner())
-                .map_err(|s| s.message().to_string());
-            out.push((endpoint.clone(), r));
+            out.push((endpoint.clone(), status_of(ch.clone()).await));
+        }
+        let mut others: Vec<String> = out
+            .iter()
+            .filter_map(|(_, r)| r.as_ref().ok())
+            .flat_map(|s| s.members.iter().map(|m| m.address.clone()))
+            .filter(|a| !self.endpoints.contains(a))
+            .collect();
+        others.sort();
+        others.dedup();
+        for address in others {
+            let status = match self.channel_to(&address) {
+                Ok(ch) => status_of(ch).await,
+                Err(e) => Err(e.to_string()),
+            };
+            out.push((address, status));
         }
         out
+    }
+
+    fn channel_to(&self, endpoint: &str) -> Result<Channel, ClientError> {
+        let uri = if endpoint.contains("://") {
+            endpoint.to_string()
+        } else {
+            format!("http://{endpoint}")
+        };
+        let endpoint = Endpoint::from_shared(uri).map_err(|err| ClientError::BadEndpoint {
+            endpoint: endpoint.to_string(),
+            reason: err.to_string(),
+        })?;
+        Ok(endpoint
+            .connect_timeout(self.options.attempt_timeout)
+            .timeout(self.options.attempt_timeout)
+            .tcp_nodelay(true)
+            .local_address(self.options.local_ip)
+            .connect_lazy())
     }
 
     /// An admin client on the replica that answered last.
@@ -321,6 +338,14 @@ impl Client {
     {
         self.retry(call).await
     }
+}
+
+async fn status_of(ch: Channel) -> Result<admin_pb::NodeStatus, String> {
+    AdminClient::new(ch)
+        .status(admin_pb::StatusRequest {})
+        .await
+        .map(|r| r.into_inner())
+        .map_err(|s| s.message().to_string())
 }
 
 /// Whether another attempt (perhaps on another replica) may succeed.

@@ -193,9 +193,9 @@ pub(super) fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-#[tonic::async_trait]
-impl Kv for KvService {
-    async fn put(
+/// The requests themselves; [`Kv`] wraps each in [`KvService::observed`].
+impl KvService {
+    async fn serve_put(
         &self,
         request: Request<pb::PutRequest>,
     ) -> Result<Response<pb::PutResponse>, Status> {
@@ -220,7 +220,7 @@ impl Kv for KvService {
         }
     }
 
-    async fn delete(
+    async fn serve_delete(
         &self,
         request: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
@@ -244,7 +244,7 @@ impl Kv for KvService {
         }
     }
 
-    async fn compare_and_swap(
+    async fn serve_compare_and_swap(
         &self,
         request: Request<pb::CompareAndSwapRequest>,
     ) -> Result<Response<pb::CompareAndSwapResponse>, Status> {
@@ -284,7 +284,7 @@ impl Kv for KvService {
         }
     }
 
-    async fn get(
+    async fn serve_get(
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
@@ -305,7 +305,7 @@ impl Kv for KvService {
         }))
     }
 
-    async fn scan(
+    async fn serve_scan(
         &self,
         request: Request<pb::ScanRequest>,
     ) -> Result<Response<pb::ScanResponse>, Status> {
@@ -345,5 +345,70 @@ impl Kv for KvService {
                 .collect(),
             more,
         }))
+    }
+}
+
+impl KvService {
+    /// Counts the request by method and outcome and times it.
+    async fn observed<T>(
+        &self,
+        method: &'static str,
+        request: impl std::future::Future<Output = Result<T, Status>>,
+    ) -> Result<T, Status> {
+        let started = Instant::now();
+        let result = request.await;
+        let code = match &result {
+            Ok(_) => tonic::Code::Ok,
+            Err(status) => status.code(),
+        };
+        let metrics = &self.node.metrics;
+        metrics
+            .client_requests
+            .with_label_values(&[method, &format!("{code:?}")])
+            .inc();
+        metrics
+            .client_request_duration
+            .with_label_values(&[method])
+            .observe(started.elapsed().as_secs_f64());
+        result
+    }
+}
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn put(
+        &self,
+        request: Request<pb::PutRequest>,
+    ) -> Result<Response<pb::PutResponse>, Status> {
+        self.observed("put", self.serve_put(request)).await
+    }
+
+    async fn delete(
+        &self,
+        request: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        self.observed("delete", self.serve_delete(request)).await
+    }
+
+    async fn compare_and_swap(
+        &self,
+        request: Request<pb::CompareAndSwapRequest>,
+    ) -> Result<Response<pb::CompareAndSwapResponse>, Status> {
+        self.observed("compare_and_swap", self.serve_compare_and_swap(request))
+            .await
+    }
+
+    async fn get(
+        &self,
+        request: Request<pb::GetRequest>,
+    ) -> Result<Response<pb::GetResponse>, Status> {
+        self.observed("get", self.serve_get(request)).await
+    }
+
+    async fn scan(
+        &self,
+        request: Request<pb::ScanRequest>,
+    ) -> Result<Response<pb::ScanResponse>, Status> {
+        self.observed("scan", self.serve_scan(request)).await
     }
 }

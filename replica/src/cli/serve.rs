@@ -151,7 +151,9 @@ impl Server {
         let forwarder = Arc::new(Forwarder::new(handle.clone()));
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
 
-        let peer = PeerService::new(transport, inbox_tx).into_server();
+        let peer = PeerService::new(transport, inbox_tx)
+            .with_metrics(handle.metrics.clone())
+            .into_server();
         let kv = KvService::new(handle.clone(), forwarder.clone(), options.request_timeout)
             .into_server(options.max_message_bytes);
         let admin =

@@ -320,6 +320,10 @@ impl EventLoop {
 
     fn on_tick(&mut self) {
         self.multi.tick();
+        let written = self.wal.stats().bytes;
+        self.metrics
+            .wal_bytes
+            .inc_by(written.saturating_sub(self.metrics.wal_bytes.get()));
         self.publish_status();
     }
 

@@ -3,6 +3,7 @@
 use super::codec::decode_message;
 use super::snapshot::receive_snapshot;
 use super::{Inbound, TransportConfig};
+use crate::metrics::Metrics;
 use crate::raft::NodeId;
 use kuberaft_proto::raft as pb;
 use kuberaft_proto::raft::peer_server::{Peer, PeerServer};
@@ -18,6 +19,7 @@ use tonic::{Request, Response, Status, Streaming};
 pub struct PeerService {
     config: Arc<TransportConfig>,
     inbox: mpsc::Sender<Inbound>,
+    metrics: Option<Metrics>,
 }
 
 impl PeerService {
@@ -25,6 +27,19 @@ impl PeerService {
         PeerService {
             config: Arc::new(config),
             inbox,
+            metrics: None,
+        }
+    }
+
+    /// Counts refused traffic in `metrics` (`raft_peer_rejected_total`).
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn rejected(&self, reason: &str) {
+        if let Some(m) = &self.metrics {
+            m.peer_rejected.with_label_values(&[reason]).inc();
         }
     }
 
@@ -44,6 +59,7 @@ impl PeerService {
         to: u64,
     ) -> Result<NodeId, Status> {
         if cluster_id != self.config.cluster_id {
+            self.rejected("other_cluster");
             tracing::warn!(
                 their_cluster = cluster_id,
                 our_cluster = %self.config.cluster_id,
@@ -57,12 +73,14 @@ impl PeerService {
             )));
         }
         if to != self.config.node.0 {
+            self.rejected("wrong_node");
             return Err(Status::failed_precondition(format!(
                 "message for node {to} arrived at node {}: the sender's peer list has a wrong address",
                 self.config.node
             )));
         }
         if from == 0 || from == to {
+            self.rejected("malformed");
             return Err(Status::invalid_argument(format!(
                 "invalid sender node id {from}"
             )));
@@ -114,6 +132,7 @@ impl Peer for PeerService {
                     match decode_message(from, this.config.node, m) {
                         Ok(decoded) => messages.push(decoded),
                         Err(e) => {
+                            this.rejected("malformed");
                             tracing::warn!(peer = %from, error = %e, "dropped a malformed message");
                         }
                     }
