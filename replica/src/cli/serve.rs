@@ -162,8 +162,13 @@ impl Server {
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 
 async fn finish_or_abort<T>(what: &str, mut task: tokio::task::JoinHandle<T>) {
-    if tokio::time::timeout(DRAIN_TIMEOUT, &mut task).await.is_err() {
-        tracing::warn!("the {what} listener still had open requests after {DRAIN_TIMEOUT:?}; closing them");
+    if tokio::time::timeout(DRAIN_TIMEOUT, &mut task)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "the {what} listener still had open requests after {DRAIN_TIMEOUT:?}; closing them"
+        );
         task.abort();
         let _ = task.await;
     }

@@ -4,8 +4,9 @@
 //! The writer fsyncs each frame before it writes the next one, so at a crash
 //! at most the last frame of the last segment can be incomplete, in any
 //! pattern (pages reach the disk in any order). Hence:
-//! - a bad frame in the last segment with no valid frame anywhere after it
-//!   is a torn tail: it was never acknowledged, and it is cut off;
+//! - a bad frame in the last segment with no valid later frame anywhere
+//!   after it is a torn tail: it was never acknowledged, and it is cut off
+//!   (zeroed, so that only zeros ever follow the last frame on disk);
 //! - a bad frame followed by a valid one, a bad frame in an older segment,
 //!   a frame out of sequence, a missing segment: acknowledged data is
 //!   damaged, and recovery stops with an error that says where.
@@ -163,18 +164,15 @@ pub(crate) fn recover(wal_dir: &Path, id: &Identity, repair: bool) -> Result<Rec
                     batch += 1;
                     off = next;
                 }
-                Frame::End => {
-                    if let Some((at, b)) = segment::find_valid_frame(&buf, off) {
-                        return Err(corrupt(
-                            path,
-                            off as u64,
-                            "zeros where a frame should be".into(),
-                            format!("a valid frame of batch {b} follows at offset {at}"),
-                        ));
-                    }
-                    break;
-                }
-                Frame::Bad(reason) => {
+                Frame::End if segment::zeros_from(&buf, off) => break,
+                found => {
+                    // Zeros where a frame header should be, followed by
+                    // something else, are a torn frame too: its first page
+                    // did not reach the disk but a later one did.
+                    let reason = match found {
+                        Frame::Bad(reason) => reason,
+                        _ => "a zeroed frame header with data after it".into(),
+                    };
                     if !last {
                         return Err(corrupt(
                             path,
@@ -183,7 +181,9 @@ pub(crate) fn recover(wal_dir: &Path, id: &Identity, repair: bool) -> Result<Rec
                             "newer segments follow this one, so it was complete and synced".into(),
                         ));
                     }
-                    if let Some((at, b)) = segment::find_valid_frame(&buf, off + 8) {
+                    if let Some((at, b)) =
+                        segment::find_valid_frame(&buf, off + 8, batch.saturating_sub(1))
+                    {
                         return Err(corrupt(
                             path,
                             off as u64,
@@ -215,6 +215,7 @@ pub(crate) fn recover(wal_dir: &Path, id: &Identity, repair: bool) -> Result<Rec
         }
         expected_batch = Some(batch);
         if last {
+            check_complete(wal_dir, &out)?;
             out.tail = Some(Tail {
                 seq: *seq,
                 path: path.clone(),
@@ -225,6 +226,29 @@ pub(crate) fn recover(wal_dir: &Path, id: &Identity, repair: bool) -> Result<Rec
         }
     }
     Ok(out)
+}
+
+/// Every group's log holds every entry after its snapshot up to its last
+/// index: entries that were in deleted segments must be covered by the
+/// snapshot recorded after them.
+fn check_complete(wal_dir: &Path, out: &Recovered) -> Result<()> {
+    for (g, meta) in &out.tracker.groups {
+        let entries = out.groups.get(g).map_or(&[][..], |s| &s.entries[..]);
+        let from = meta.snapshot_index().next();
+        let first = entries.first().map_or(meta.last.next(), |e| e.index);
+        let last = entries.last().map_or(meta.snapshot_index(), |e| e.index);
+        if first != from || last != meta.last {
+            return Err(StorageError::Missing {
+                dir: wal_dir.to_owned(),
+                reason: format!(
+                    "group {g} has a snapshot at {} and a log up to {}, but only entries {first}                      to {last} are in the segments: a segment that held the others is gone",
+                    meta.snapshot_index(),
+                    meta.last
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn check_header(path: &Path, buf: &[u8], seq: u64, id: &Identity) -> Result<SegmentHeader> {
@@ -286,6 +310,11 @@ fn replay(out: &mut Recovered, seg: u64, body: &[u8]) -> std::result::Result<(),
                 let state = out.groups.entry(group).or_default();
                 state.entries.clear();
                 state.snapshot = Some(meta);
+            }
+            Op::LogEnd { group, last } => {
+                out.tracker
+                    .on_log_end(group, last)
+                    .map_err(|e| format!("group {group}: {e}"))?;
             }
             Op::Compacted { group, meta } => {
                 if out.tracker.on_compacted(group, &meta) {

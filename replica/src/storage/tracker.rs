@@ -129,8 +129,8 @@ impl Tracker {
         self.groups.entry(g).or_default().hard_state = *hs;
     }
 
-    /// Encodes every group's hard state and snapshot marker: the first
-    /// operations of each segment, so that older segments can go.
+    /// Encodes every group's snapshot marker, hard state and log end: the
+    /// first operations of each segment, so that older segments can go.
     pub(crate) fn encode_checkpoint(&self, buf: &mut Vec<u8>) {
         let mut groups: Vec<_> = self.groups.iter().collect();
         groups.sort_by_key(|(g, _)| **g);
@@ -139,7 +139,26 @@ impl Tracker {
                 codec::encode_compacted(buf, *g, s);
             }
             codec::encode_hard_state(buf, *g, &m.hard_state);
+            if m.last > m.snapshot_index() {
+                codec::encode_log_end(buf, *g, m.last);
+            }
         }
+    }
+
+    /// A checkpoint says `g`'s log ended at `last`. Replayed from older
+    /// segments, the log ends exactly there; if they were deleted, the
+    /// entries up to `last` are gone and a snapshot recorded later must
+    /// cover them (checked at the end of recovery).
+    pub(crate) fn on_log_end(&mut self, g: GroupId, last: LogIndex) -> Result<(), String> {
+        let m = self.groups.entry(g).or_default();
+        if m.last > last {
+            return Err(format!(
+                "the segment's checkpoint says the log ends at {last}, but older segments hold                  entries up to {}",
+                m.last
+            ));
+        }
+        m.last = last;
+        Ok(())
     }
 
     /// The oldest segments, before `current`, that hold nothing live any

@@ -162,9 +162,15 @@ impl Wal {
         let lock = dir::lock(data_dir)?;
         let wal_dir = data_dir.join("wal");
         let has_data = wal_dir.is_dir() && !recovery::list_segments(&wal_dir, false)?.is_empty();
-        let fresh = dir::check_identity(data_dir, &id, has_data)?;
+        dir::check_identity(data_dir, &id, has_data)?;
         dir::create_dir_durable(&wal_dir)?;
         let rec = recovery::recover(&wal_dir, &id, true)?;
+        // Every durable state change of a group (a vote, an entry, a
+        // snapshot) is in the log, and every segment restates every group, so
+        // a log without groups means the node never promised anything. An
+        // IDENTITY file alone (a crash right after the first start wrote it)
+        // does not make a node an existing member.
+        let fresh = rec.groups.is_empty();
         let snapshots = SnapshotStore::open(data_dir)?;
         // Snapshot files the log does not refer to: superseded ones, and
         // ones written just before a crash whose marker never became durable.
@@ -247,8 +253,8 @@ impl Wal {
         })
     }
 
-    /// Whether the data directory was empty when opened: a node may
-    /// bootstrap a new cluster only then.
+    /// Whether the log held no state of any group when opened (a new or
+    /// emptied volume): a node may bootstrap a new cluster only then.
     pub fn is_fresh(&self) -> bool {
         self.fresh
     }
