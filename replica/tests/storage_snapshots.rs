@@ -3,8 +3,6 @@
 //! complete and durable, and damage reported instead of wrong bytes handed
 //! out.
 
-mod storage;
-
 use kuberaft::raft::{ConfState, GroupId, LogIndex, NodeId, SnapshotMeta, Term};
 use kuberaft::storage::{SnapshotStore, StorageError};
 use std::io::{ErrorKind, Read, Write};

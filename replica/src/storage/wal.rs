@@ -3,11 +3,17 @@
 //!
 //! Callers [`submit`](Wal::submit) writes from any thread (the event loop,
 //! usually) and are told when they are durable, through a callback or a
-//! [`Ticket`] that can be awaited without blocking a runtime. The writer
-//! thread takes everything queued, encodes it as one frame, writes it, calls
-//! `fdatasync` once, then completes every waiter in submission order; what
-//! arrives while an fsync is in flight goes into the next frame. One fsync
-//! thus covers many proposals of many groups.
+//! [`Ticket`] that can be awaited without blocking a runtime.
+//!
+//! Two threads share the work. The writer validates and encodes each
+//! submission as it arrives into the next frame; when no frame is being
+//! synced it writes that frame (one `pwritev`, no copy of the body) and hands
+//! it to the syncer, which calls `fdatasync` and completes the frame's
+//! waiters in submission order. So everything that arrives while an fsync is
+//! in flight goes into the next frame (one fsync covers many proposals of
+//! many groups), and encoding overlaps the fsync instead of following it.
+//! At most one frame is ever written and not yet synced: a crash can tear
+//! only the last frame, which is what recovery relies on.
 //!
 //! After an I/O error the log is poisoned: it fails every later write
 //! instead of retrying an fsync whose failure may have dropped pages.
@@ -20,10 +26,9 @@ use super::snapshot::SnapshotStore;
 use super::tracker::{self, Placement, Tracker};
 use super::{GroupWrite, LogStore, codec};
 use crate::raft::{GroupId, HardState, LogIndex, RecoveredState, SnapshotMeta};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::future::Future;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -90,6 +95,8 @@ enum Request {
         meta: Option<SnapshotMeta>,
         done: Completion,
     },
+    /// From the syncer: the frame handed to it is durable, or not.
+    Synced(std::result::Result<(), Arc<StorageError>>),
     Shutdown,
 }
 
@@ -97,7 +104,7 @@ impl Request {
     fn fail(self, err: StorageError) {
         match self {
             Request::Write { done, .. } | Request::Compact { done, .. } => done(Err(err)),
-            Request::Shutdown => {}
+            Request::Synced(_) | Request::Shutdown => {}
         }
     }
 }
@@ -210,12 +217,27 @@ impl Wal {
         tracker.add_segment(tail.seq);
         shared.current_segment.store(tail.seq, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel();
+        let (jobs_tx, jobs) = mpsc::channel();
+        let syncer = {
+            let (back, shared) = (tx.clone(), shared.clone());
+            std::thread::Builder::new()
+                .name("wal-syncer".into())
+                .spawn(move || sync_frames(jobs, back, shared))
+                .map_err(StorageError::io(&wal_dir, "starting the syncer thread"))?
+        };
+        let view = tracker
+            .groups
+            .iter()
+            .map(|(g, m)| (*g, (m.snapshot_index(), m.last)))
+            .collect();
         let writer = Writer {
             rx,
+            jobs: Some(jobs_tx),
+            syncer: Some(syncer),
             wal_dir: wal_dir.clone(),
             id: id.clone(),
             opts,
-            file,
+            file: Arc::new(file),
             seq: tail.seq,
             offset: tail.offset,
             next_batch: tail.next_batch,
@@ -224,12 +246,13 @@ impl Wal {
             snapshots: snapshots.clone(),
             shared: shared.clone(),
             body: Vec::new(),
-            frame: Vec::new(),
             checkpoint: Vec::new(),
-            overlay: HashMap::new(),
+            view,
             track: Vec::new(),
+            waiters: Vec::new(),
+            deferred: VecDeque::new(),
+            in_flight: None,
             poisoned: None,
-            carry: None,
             snapshot_changed: Vec::new(),
             rotated: false,
         };
@@ -390,13 +413,16 @@ impl LogStore for Wal {
         {
             return Ok(r);
         }
-        // Everything submitted is durable and the writer is idle: read the
-        // log back as a restart would.
+        // Completions come before the writer's housekeeping (which may
+        // delete segments): an empty submission completes only once the
+        // writer is past it, so the files are still while they are read.
+        self.submit_ticket(Vec::new()).wait()?;
+        // Everything submitted is durable: read the log back as a restart would.
         Ok(recovery::recover(&self.wal_dir, &self.id, false)?.groups)
     }
 }
 
-/// A change to the tracker, applied once the frame's segment is known.
+/// A change to the tracker, applied once the frame that carries it is durable.
 enum Track {
     Install(GroupId, SnapshotMeta),
     Entries(GroupId, LogIndex, LogIndex),
@@ -404,126 +430,270 @@ enum Track {
     Compacted(GroupId, SnapshotMeta),
 }
 
+/// A written frame for the syncer to make durable.
+struct SyncJob {
+    file: Arc<File>,
+    path: PathBuf,
+    waiters: Vec<Completion>,
+}
+
+/// The syncer thread: fdatasync each frame it is handed, complete its
+/// waiters in order, report back to the writer.
+fn sync_frames(jobs: mpsc::Receiver<SyncJob>, back: mpsc::Sender<Request>, shared: Arc<Shared>) {
+    for job in jobs {
+        let result = job
+            .file
+            .sync_data()
+            .map_err(|e| Arc::new(StorageError::io(&job.path, "syncing the log")(e)));
+        match &result {
+            Ok(()) => {
+                shared.fsyncs.fetch_add(1, Ordering::Relaxed);
+                shared
+                    .submissions
+                    .fetch_add(job.waiters.len() as u64, Ordering::Relaxed);
+                for w in job.waiters {
+                    w(Ok(()));
+                }
+            }
+            Err(p) => {
+                for w in job.waiters {
+                    w(Err(StorageError::Poisoned(p.clone())));
+                }
+            }
+        }
+        if back.send(Request::Synced(result)).is_err() {
+            return;
+        }
+    }
+}
+
+/// The frame being synced: what it changes once durable.
+struct InFlight {
+    seq: u64,
+    track: Vec<Track>,
+}
+
 /// The writer thread's state.
 struct Writer {
     rx: mpsc::Receiver<Request>,
+    jobs: Option<mpsc::Sender<SyncJob>>,
+    syncer: Option<JoinHandle<()>>,
     wal_dir: PathBuf,
     id: Identity,
     opts: WalOptions,
-    file: File,
+    file: Arc<File>,
     seq: u64,
     offset: u64,
     next_batch: u64,
     has_frames: bool,
+    /// What is durable: used for checkpoints and deleting segments.
     tracker: Tracker,
     snapshots: SnapshotStore,
     shared: Arc<Shared>,
     /// Operations of the frame being gathered.
     body: Vec<u8>,
-    /// The encoded frame (reused).
-    frame: Vec<u8>,
     checkpoint: Vec<u8>,
-    /// (snapshot index, last index) of groups written in this frame,
-    /// including its not yet tracked operations.
-    overlay: HashMap<GroupId, (LogIndex, LogIndex)>,
+    /// (snapshot index, last index) of every group as of everything
+    /// accepted so far, durable or not: what new writes are checked against.
+    view: HashMap<GroupId, (LogIndex, LogIndex)>,
+    /// Tracker changes and waiters of the frame being gathered.
     track: Vec<Track>,
+    waiters: Vec<Completion>,
+    /// Submissions that arrived while the frame being gathered was full.
+    deferred: VecDeque<Request>,
+    in_flight: Option<InFlight>,
     poisoned: Option<Arc<StorageError>>,
-    carry: Option<Request>,
-    /// Groups whose snapshot moved forward in the last frame.
+    /// Groups whose snapshot moved forward in the last durable frame.
     snapshot_changed: Vec<GroupId>,
     rotated: bool,
 }
 
 impl Writer {
     fn run(mut self) {
+        let mut closing = false;
         loop {
-            let first = match self.carry.take() {
-                Some(r) => r,
-                None => match self.rx.recv() {
-                    Ok(r) => r,
-                    Err(_) => return,
-                },
-            };
-            let mut waiters: Vec<Completion> = Vec::new();
-            let mut shutdown = false;
-            let mut next = Some(first);
-            while let Some(req) = next {
-                match req {
-                    Request::Shutdown => {
-                        shutdown = true;
-                        break;
-                    }
-                    req if self.poisoned.is_some() => {
-                        let p = self
-                            .poisoned
-                            .clone()
-                            .unwrap_or_else(|| Arc::new(StorageError::Closed));
-                        req.fail(StorageError::Poisoned(p));
-                    }
-                    Request::Write { writes, done } => match self.encode_writes(&writes) {
-                        Ok(()) => waiters.push(done),
-                        Err(e) => done(Err(e)),
-                    },
-                    Request::Compact {
-                        group,
-                        index,
-                        meta,
-                        done,
-                    } => match self.encode_compact(group, index, meta) {
-                        Ok(()) => waiters.push(done),
-                        Err(e) => done(Err(e)),
-                    },
-                }
-                if self.body.len() >= self.opts.max_batch_bytes {
-                    self.carry = self.rx.try_recv().ok();
-                    break;
-                }
-                next = self.rx.try_recv().ok();
+            if self.in_flight.is_none() {
+                self.write_gathered();
             }
-            if !waiters.is_empty() {
-                let result = if self.body.is_empty() {
-                    // Nothing new to write: everything earlier is durable.
-                    Ok(())
-                } else {
-                    self.write_frame()
-                };
-                match result {
-                    Ok(()) => {
-                        self.shared
-                            .submissions
-                            .fetch_add(waiters.len() as u64, Ordering::Relaxed);
-                        for w in waiters {
-                            w(Ok(()));
-                        }
-                        self.housekeeping();
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "write-ahead log failed; refusing further writes");
-                        let p = Arc::new(e);
-                        self.poisoned = Some(p.clone());
-                        for w in waiters {
-                            w(Err(StorageError::Poisoned(p.clone())));
-                        }
-                    }
-                }
+            if closing
+                && self.in_flight.is_none()
+                && self.body.is_empty()
+                && self.waiters.is_empty()
+                && self.deferred.is_empty()
+            {
+                break;
             }
-            self.body.clear();
-            self.overlay.clear();
-            self.track.clear();
-            if shutdown {
+            let Ok(req) = self.rx.recv() else { break };
+            self.handle(req, &mut closing);
+            while let Ok(req) = self.rx.try_recv() {
+                self.handle(req, &mut closing);
+            }
+        }
+        // Ends the syncer (it is idle: nothing is in flight).
+        self.jobs = None;
+        if let Some(h) = self.syncer.take() {
+            let _ = h.join();
+        }
+    }
+
+    /// With no frame in flight: writes what was gathered (and completes
+    /// waiters that needed no write), then starts gathering the backlog.
+    fn write_gathered(&mut self) {
+        loop {
+            self.take_deferred();
+            if self.body.is_empty() && self.waiters.is_empty() {
+                return;
+            }
+            self.flush();
+            if self.in_flight.is_some() {
+                self.take_deferred();
                 return;
             }
         }
     }
 
+    fn handle(&mut self, req: Request, closing: &mut bool) {
+        match req {
+            Request::Shutdown => *closing = true,
+            Request::Synced(result) => self.on_synced(result),
+            req if self.body.len() >= self.opts.max_batch_bytes || !self.deferred.is_empty() => {
+                self.deferred.push_back(req);
+            }
+            req => self.take(req),
+        }
+    }
+
+    fn take_deferred(&mut self) {
+        while self.body.len() < self.opts.max_batch_bytes {
+            match self.deferred.pop_front() {
+                Some(req) => self.take(req),
+                None => return,
+            }
+        }
+    }
+
+    /// Validates and encodes a submission into the frame being gathered.
+    fn take(&mut self, req: Request) {
+        if let Some(p) = &self.poisoned {
+            req.fail(StorageError::Poisoned(p.clone()));
+            return;
+        }
+        match req {
+            Request::Write { writes, done } => match self.encode_writes(&writes) {
+                Ok(()) => self.waiters.push(done),
+                Err(e) => done(Err(e)),
+            },
+            Request::Compact {
+                group,
+                index,
+                meta,
+                done,
+            } => match self.encode_compact(group, index, meta) {
+                Ok(()) => self.waiters.push(done),
+                Err(e) => done(Err(e)),
+            },
+            Request::Synced(_) | Request::Shutdown => {}
+        }
+    }
+
+    /// Writes the gathered frame and hands it to the syncer; waiters of a
+    /// gathering without operations complete at once (everything before
+    /// them is durable: nothing is in flight).
+    fn flush(&mut self) {
+        let waiters = std::mem::take(&mut self.waiters);
+        if self.body.is_empty() {
+            self.shared
+                .submissions
+                .fetch_add(waiters.len() as u64, Ordering::Relaxed);
+            for w in waiters {
+                w(Ok(()));
+            }
+            return;
+        }
+        let result = self.write_frame();
+        self.body.clear();
+        let track = std::mem::take(&mut self.track);
+        let job = SyncJob {
+            file: self.file.clone(),
+            path: self.wal_dir.join(segment::segment_name(self.seq)),
+            waiters,
+        };
+        match (result, &self.jobs) {
+            (Ok(()), Some(jobs)) => match jobs.send(job) {
+                Ok(()) => {
+                    self.in_flight = Some(InFlight {
+                        seq: self.seq,
+                        track,
+                    })
+                }
+                Err(mpsc::SendError(job)) => {
+                    self.poison(StorageError::Closed, job.waiters);
+                }
+            },
+            (Ok(()), None) => self.poison(StorageError::Closed, job.waiters),
+            (Err(e), _) => self.poison(e, job.waiters),
+        }
+    }
+
+    fn poison(&mut self, e: StorageError, waiters: Vec<Completion>) {
+        tracing::error!(error = %e, "write-ahead log failed; refusing further writes");
+        let p = Arc::new(e);
+        self.poisoned = Some(p.clone());
+        for w in waiters.into_iter().chain(self.waiters.drain(..)) {
+            w(Err(StorageError::Poisoned(p.clone())));
+        }
+        self.body.clear();
+        self.track.clear();
+        for req in self.deferred.drain(..) {
+            req.fail(StorageError::Poisoned(p.clone()));
+        }
+    }
+
+    /// The frame in flight is durable (its waiters are completed by the
+    /// syncer): the tracker learns what it changed, old files may go.
+    fn on_synced(&mut self, result: std::result::Result<(), Arc<StorageError>>) {
+        let Some(frame) = self.in_flight.take() else {
+            return;
+        };
+        if let Err(p) = result {
+            tracing::error!(error = %p, "write-ahead log failed; refusing further writes");
+            self.poisoned = Some(p.clone());
+            for w in self.waiters.drain(..) {
+                w(Err(StorageError::Poisoned(p.clone())));
+            }
+            self.body.clear();
+            self.track.clear();
+            for req in self.deferred.drain(..) {
+                req.fail(StorageError::Poisoned(p.clone()));
+            }
+            return;
+        }
+        for t in frame.track {
+            match t {
+                Track::Install(g, m) => {
+                    self.tracker.on_install(g, &m);
+                    self.snapshot_changed.push(g);
+                }
+                Track::Entries(g, f, l) => {
+                    // Validated against the same state: cannot fail.
+                    let _ = self.tracker.on_entries(frame.seq, g, f, l);
+                }
+                Track::HardState(g, hs) => self.tracker.on_hard_state(g, &hs),
+                Track::Compacted(g, m) => {
+                    if self.tracker.on_compacted(g, &m) {
+                        self.snapshot_changed.push(g);
+                    }
+                }
+            }
+        }
+        self.housekeeping();
+    }
+
     fn view(&self, g: GroupId) -> (LogIndex, LogIndex) {
-        self.overlay.get(&g).copied().unwrap_or_else(|| {
-            self.tracker
-                .group(g)
-                .map_or((LogIndex::ZERO, LogIndex::ZERO), |m| {
-                    (m.snapshot_index(), m.last)
-                })
-        })
+        self.view
+            .get(&g)
+            .copied()
+            .unwrap_or((LogIndex::ZERO, LogIndex::ZERO))
     }
 
     /// Validates one submission as a whole, then encodes it into the frame.
@@ -563,7 +733,7 @@ impl Writer {
             local.insert(g, (snap, last));
             placements.push(placement);
         }
-        self.overlay.extend(local);
+        self.view.extend(local);
         for (w, placement) in writes.iter().zip(placements) {
             let g = w.group;
             if let Some(s) = &w.snapshot {
@@ -611,12 +781,14 @@ impl Writer {
             });
         }
         codec::encode_compacted(&mut self.body, group, &meta);
-        self.overlay.insert(group, (meta.index, last));
+        self.view.insert(group, (meta.index, last));
         self.track.push(Track::Compacted(group, meta));
         Ok(())
     }
 
-    /// Writes the gathered operations as one frame and fsyncs it.
+    /// Writes the gathered operations as one frame (not yet synced). Only
+    /// called with no frame in flight, so the tracker is up to date for the
+    /// checkpoint of a new segment.
     fn write_frame(&mut self) -> Result<()> {
         let seg_size = self.opts.segment_size;
         let estimate = segment::frame_len(self.body.len()) as u64;
@@ -627,44 +799,21 @@ impl Writer {
         if !self.has_frames {
             self.tracker.encode_checkpoint(&mut self.checkpoint);
         }
-        self.frame.clear();
-        segment::encode_frame(
-            &mut self.frame,
-            self.next_batch,
-            &[&self.checkpoint, &self.body],
-        );
+        let parts = [&self.checkpoint[..], &self.body[..]];
+        let (header, pad) = segment::frame_header(self.next_batch, &parts);
+        let zeros = [0u8; 8];
+        let len = header.len() + self.checkpoint.len() + self.body.len() + pad;
         let path = self.wal_dir.join(segment::segment_name(self.seq));
-        self.file
-            .write_all_at(&self.frame, self.offset)
-            .map_err(StorageError::io(&path, "appending to the log"))?;
-        self.file
-            .sync_data()
-            .map_err(StorageError::io(&path, "syncing the log"))?;
-        self.offset += self.frame.len() as u64;
+        segment::write_all_at(
+            &self.file,
+            &[&header, parts[0], parts[1], &zeros[..pad]],
+            self.offset,
+        )
+        .map_err(StorageError::io(&path, "appending to the log"))?;
+        self.offset += len as u64;
         self.next_batch += 1;
         self.has_frames = true;
-        self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
-        self.shared
-            .bytes
-            .fetch_add(self.frame.len() as u64, Ordering::Relaxed);
-        for t in std::mem::take(&mut self.track) {
-            match t {
-                Track::Install(g, m) => {
-                    self.tracker.on_install(g, &m);
-                    self.snapshot_changed.push(g);
-                }
-                Track::Entries(g, f, l) => {
-                    // Validated against the same state: cannot fail.
-                    let _ = self.tracker.on_entries(self.seq, g, f, l);
-                }
-                Track::HardState(g, hs) => self.tracker.on_hard_state(g, &hs),
-                Track::Compacted(g, m) => {
-                    if self.tracker.on_compacted(g, &m) {
-                        self.snapshot_changed.push(g);
-                    }
-                }
-            }
-        }
+        self.shared.bytes.fetch_add(len as u64, Ordering::Relaxed);
         Ok(())
     }
 
@@ -677,7 +826,7 @@ impl Writer {
             self.next_batch,
             self.opts.segment_size,
         )?;
-        self.file = file;
+        self.file = Arc::new(file);
         self.seq = seq;
         self.offset = HEADER_LEN;
         self.has_frames = false;
