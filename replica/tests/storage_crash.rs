@@ -63,8 +63,8 @@ enum Op {
 impl Op {
     fn parse(words: &[&str]) -> Option<(GroupId, Op)> {
         let n = |i: usize| words.get(i).and_then(|w| w.parse::<u64>().ok());
-        match words.first()? {
-            &"write" => Some((
+        match *words.first()? {
+            "write" => Some((
                 GroupId(n(1)?),
                 Op::Write {
                     from: LogIndex(n(2)?),
@@ -72,7 +72,7 @@ impl Op {
                     term: Term(n(4)?),
                 },
             )),
-            &"compact" => Some((
+            "compact" => Some((
                 GroupId(n(1)?),
                 Op::Compact {
                     index: LogIndex(n(2)?),

@@ -316,13 +316,12 @@ fn a_garbled_last_frame_is_cut_off_and_the_log_goes_on() {
     for trial in 0..24 {
         let dir = fx.copy();
         let path = seg_path(dir.path(), last);
-        let what;
-        match trial % 3 {
+        let what = match trial % 3 {
             // One bit of the frame (header, body or padding) flipped.
             0 => {
                 let at = frame.offset + rng.random_range(0..frame.len);
                 flip_bit(&path, at, rng.random_range(0..8));
-                what = format!("bit flipped at {at}");
+                format!("bit flipped at {at}")
             }
             // The first page never reached the disk, a later one did.
             1 => {
@@ -331,7 +330,7 @@ fn a_garbled_last_frame_is_cut_off_and_the_log_goes_on() {
                     .open(&path)
                     .expect("open");
                 f.write_all_at(&[0; 16], frame.offset).expect("zero header");
-                what = "zeroed frame header".to_string();
+                "zeroed frame header".to_string()
             }
             // Garbage from some point of the frame on.
             _ => {
@@ -344,9 +343,9 @@ fn a_garbled_last_frame_is_cut_off_and_the_log_goes_on() {
                     .open(&path)
                     .expect("open");
                 f.write_all_at(&garbage, from).expect("garbage");
-                what = format!("{} bytes of garbage at {from}", garbage.len());
+                format!("{} bytes of garbage at {from}", garbage.len())
             }
-        }
+        };
         let mut wal = try_open(dir.path(), &fx.opts)
             .unwrap_or_else(|e| panic!("{what}: a torn tail must be repaired: {e}"));
         assert_recovers(&mut wal, &fx.expected(total - 1), &what);

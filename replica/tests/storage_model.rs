@@ -419,6 +419,7 @@ fn old_segments_are_removed_once_every_group_has_passed_them() {
             })
             .count()
     };
+    assert_eq!(wal.stats().oldest_segment_pinned_by, Some(b));
     // a's snapshot passes all its entries but the last; b still pins segment 1.
     let m = meta(LogIndex(99), Term(1), a);
     write_snapshot(&wal, a, &m);
@@ -431,6 +432,8 @@ fn old_segments_are_removed_once_every_group_has_passed_them() {
         0,
         "b's entries pin the oldest segment"
     );
+    assert_eq!(wal.stats().oldest_segment_pinned_by, Some(b));
+    assert_eq!(wal.stats().live_segments, before as u64);
 
     let m = meta(LogIndex(3), Term(1), b);
     write_snapshot(&wal, b, &m);
@@ -444,6 +447,12 @@ fn old_segments_are_removed_once_every_group_has_passed_them() {
         "{after} of {before} segments left after every group's snapshot passed them"
     );
     assert!(wal.stats().segments_deleted >= (before - after) as u64);
+    assert_eq!(wal.stats().live_segments, after as u64);
+    assert_eq!(
+        wal.stats().oldest_segment_pinned_by,
+        Some(a),
+        "a's last entry is not covered by its snapshot"
+    );
     drop(wal);
 
     let mut wal = open(dir.path(), &opts);

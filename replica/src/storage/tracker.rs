@@ -161,6 +161,31 @@ impl Tracker {
         Ok(())
     }
 
+    /// Segments known (on disk).
+    pub(crate) fn segments(&self) -> usize {
+        self.live.len()
+    }
+
+    /// A group with live entries in the oldest segment before `current`:
+    /// what keeps that segment (and so every later one) on disk.
+    pub(crate) fn oldest_pin(&self, current: u64) -> Option<GroupId> {
+        let (&seq, groups) = self.live.first_key_value()?;
+        if seq >= current {
+            return None;
+        }
+        let mut pins: Vec<GroupId> = groups
+            .iter()
+            .filter(|(g, m)| {
+                self.groups
+                    .get(g)
+                    .is_none_or(|meta| **m > meta.snapshot_index())
+            })
+            .map(|(g, _)| *g)
+            .collect();
+        pins.sort();
+        pins.first().copied()
+    }
+
     /// The oldest segments, before `current`, that hold nothing live any
     /// more, in order; they are forgotten here, the caller deletes them.
     pub(crate) fn take_deletable(&mut self, current: u64) -> Vec<u64> {
@@ -232,8 +257,10 @@ mod tests {
         t.on_compacted(a, &snap(10));
         assert!(t.take_deletable(2).is_empty(), "b still lives in segment 1");
         // b's log is replaced by a snapshot at 3: its entries 4..5 are dead.
+        assert_eq!(t.oldest_pin(2), Some(b));
         t.on_install(b, &snap(3));
         assert_eq!(t.take_deletable(2), vec![1]);
+        assert_eq!(t.oldest_pin(2), None, "segment 2 is the current one");
         assert!(t.take_deletable(3).is_empty(), "a's 11..20 live in 2");
     }
 

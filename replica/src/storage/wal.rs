@@ -70,6 +70,13 @@ pub struct WalStats {
     pub segments_deleted: u64,
     /// The segment being written.
     pub current_segment: u64,
+    /// Segments on disk (the one being written included).
+    pub live_segments: u64,
+    /// A group whose entries keep the oldest segment from being deleted:
+    /// its log is not covered by its snapshot there. A group that stops
+    /// taking snapshots (an idle group with a short log) holds every newer
+    /// segment on disk; taking a snapshot of it releases them.
+    pub oldest_segment_pinned_by: Option<GroupId>,
 }
 
 #[derive(Default)]
@@ -80,6 +87,9 @@ struct Shared {
     segments_created: AtomicU64,
     segments_deleted: AtomicU64,
     current_segment: AtomicU64,
+    live_segments: AtomicU64,
+    /// `u64::MAX` for none.
+    pinned_by: AtomicU64,
 }
 
 type Completion = Box<dyn FnOnce(Result<()>) + Send>;
@@ -216,6 +226,13 @@ impl Wal {
         let mut tracker = rec.tracker;
         tracker.add_segment(tail.seq);
         shared.current_segment.store(tail.seq, Ordering::Relaxed);
+        shared
+            .live_segments
+            .store(tracker.segments() as u64, Ordering::Relaxed);
+        shared.pinned_by.store(
+            tracker.oldest_pin(tail.seq).map_or(u64::MAX, |g| g.0),
+            Ordering::Relaxed,
+        );
         let (tx, rx) = mpsc::channel();
         let (jobs_tx, jobs) = mpsc::channel();
         let syncer = {
@@ -347,6 +364,11 @@ impl Wal {
             segments_created: s.segments_created.load(Ordering::Relaxed),
             segments_deleted: s.segments_deleted.load(Ordering::Relaxed),
             current_segment: s.current_segment.load(Ordering::Relaxed),
+            live_segments: s.live_segments.load(Ordering::Relaxed),
+            oldest_segment_pinned_by: match s.pinned_by.load(Ordering::Relaxed) {
+                u64::MAX => None,
+                g => Some(GroupId(g)),
+            },
         }
     }
 
@@ -865,6 +887,13 @@ impl Writer {
                 .segments_deleted
                 .fetch_add(deleted, Ordering::Relaxed);
         }
+        self.shared
+            .live_segments
+            .store(self.tracker.segments() as u64, Ordering::Relaxed);
+        self.shared.pinned_by.store(
+            self.tracker.oldest_pin(self.seq).map_or(u64::MAX, |g| g.0),
+            Ordering::Relaxed,
+        );
         for g in snapshot_groups {
             let Some(index) = self.tracker.group(g).map(|m| m.snapshot_index()) else {
                 continue;
