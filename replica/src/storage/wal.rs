@@ -5,13 +5,14 @@
 //! usually) and are told when they are durable, through a callback or a
 //! [`Ticket`] that can be awaited without blocking a runtime.
 //!
-//! Two threads share the work. The writer validates and encodes each
-//! submission as it arrives into the next frame; when no frame is being
-//! synced it writes that frame (one `pwritev`, no copy of the body) and hands
-//! it to the syncer, which calls `fdatasync` and completes the frame's
-//! waiters in submission order. So everything that arrives while an fsync is
-//! in flight goes into the next frame (one fsync covers many proposals of
-//! many groups), and encoding overlaps the fsync instead of following it.
+//! Submitting encodes: the caller's thread validates its writes and encodes
+//! them into the next frame, under a lock shared with the writer thread. The
+//! writer takes the frame gathered so far, writes it (one `pwritev`, no copy
+//! of the body), calls `fdatasync` once, completes the frame's waiters in
+//! submission order, and takes the next frame at once. So everything
+//! submitted while an fsync is in flight goes into the next frame (one fsync
+//! covers many proposals of many groups), encoding overlaps the fsync, and a
+//! busy writer goes from one fsync to the next without waiting to be woken.
 //! At most one frame is ever written and not yet synced: a crash can tear
 //! only the last frame, which is what recovery relies on.
 //!
@@ -32,7 +33,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use tokio::sync::oneshot;
@@ -94,28 +95,40 @@ struct Shared {
 
 type Completion = Box<dyn FnOnce(Result<()>) + Send>;
 
-enum Request {
-    Write {
-        writes: Vec<GroupWrite>,
-        done: Completion,
-    },
-    Compact {
-        group: GroupId,
-        index: LogIndex,
-        meta: Option<SnapshotMeta>,
-        done: Completion,
-    },
-    /// From the syncer: the frame handed to it is durable, or not.
-    Synced(std::result::Result<(), Arc<StorageError>>),
-    Shutdown,
+/// Encoded operations of one frame, with what they change once durable and
+/// who waits for them.
+#[derive(Default)]
+struct Batch {
+    body: Vec<u8>,
+    track: Vec<Track>,
+    waiters: Vec<Completion>,
 }
 
-impl Request {
-    fn fail(self, err: StorageError) {
-        match self {
-            Request::Write { done, .. } | Request::Compact { done, .. } => done(Err(err)),
-            Request::Synced(_) | Request::Shutdown => {}
-        }
+/// What submitters and the writer share, under one lock.
+struct Queue {
+    /// (snapshot index, last index) of every group as of everything
+    /// accepted so far, durable or not: what new writes are checked against.
+    view: HashMap<GroupId, (LogIndex, LogIndex)>,
+    /// The frame being gathered.
+    open: Batch,
+    /// Full frames waiting for the writer, oldest first.
+    sealed: VecDeque<Batch>,
+    max_batch_bytes: usize,
+    poisoned: Option<Arc<StorageError>>,
+    shutdown: bool,
+}
+
+/// The lock and the writer's wake-up.
+struct Gate {
+    queue: Mutex<Queue>,
+    work: Condvar,
+}
+
+impl Gate {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // A panic while holding the lock leaves the queue as consistent as
+        // any other point between two submissions.
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -151,7 +164,7 @@ fn ticket() -> (Completion, Ticket) {
 
 /// The write-ahead log of a node, with the snapshot store of its groups.
 pub struct Wal {
-    tx: mpsc::Sender<Request>,
+    gate: Arc<Gate>,
     writer: Option<JoinHandle<()>>,
     shared: Arc<Shared>,
     snapshots: SnapshotStore,
@@ -233,28 +246,28 @@ impl Wal {
             tracker.oldest_pin(tail.seq).map_or(u64::MAX, |g| g.0),
             Ordering::Relaxed,
         );
-        let (tx, rx) = mpsc::channel();
-        let (jobs_tx, jobs) = mpsc::channel();
-        let syncer = {
-            let (back, shared) = (tx.clone(), shared.clone());
-            std::thread::Builder::new()
-                .name("wal-syncer".into())
-                .spawn(move || sync_frames(jobs, back, shared))
-                .map_err(StorageError::io(&wal_dir, "starting the syncer thread"))?
-        };
         let view = tracker
             .groups
             .iter()
             .map(|(g, m)| (*g, (m.snapshot_index(), m.last)))
             .collect();
+        let gate = Arc::new(Gate {
+            queue: Mutex::new(Queue {
+                view,
+                open: Batch::default(),
+                sealed: VecDeque::new(),
+                max_batch_bytes: opts.max_batch_bytes,
+                poisoned: None,
+                shutdown: false,
+            }),
+            work: Condvar::new(),
+        });
         let writer = Writer {
-            rx,
-            jobs: Some(jobs_tx),
-            syncer: Some(syncer),
+            gate: gate.clone(),
             wal_dir: wal_dir.clone(),
             id: id.clone(),
             opts,
-            file: Arc::new(file),
+            file,
             seq: tail.seq,
             offset: tail.offset,
             next_batch: tail.next_batch,
@@ -262,14 +275,7 @@ impl Wal {
             tracker,
             snapshots: snapshots.clone(),
             shared: shared.clone(),
-            body: Vec::new(),
             checkpoint: Vec::new(),
-            view,
-            track: Vec::new(),
-            waiters: Vec::new(),
-            deferred: VecDeque::new(),
-            in_flight: None,
-            poisoned: None,
             snapshot_changed: Vec::new(),
             rotated: false,
         };
@@ -278,7 +284,7 @@ impl Wal {
             .spawn(move || writer.run())
             .map_err(StorageError::io(&wal_dir, "starting the writer thread"))?;
         Ok(Wal {
-            tx,
+            gate,
             writer: Some(handle),
             shared,
             snapshots,
@@ -313,22 +319,21 @@ impl Wal {
         &self.snapshots
     }
 
-    /// Queues `writes`, applied in order; `done` is called from the writer
-    /// thread once they are durable (or failed). Submissions complete in
-    /// the order they were made. Keep `done` short: it delays the next fsync.
+    /// Queues `writes`, applied in order; `done` is called once they are
+    /// durable (from the writer thread), or failed (from this thread, for
+    /// a write that is invalid or refused). Submissions complete in the
+    /// order they were made. The writes are validated and encoded here,
+    /// on the caller's thread. Keep `done` short: it delays the next fsync.
     pub fn submit(&self, writes: Vec<GroupWrite>, done: impl FnOnce(Result<()>) + Send + 'static) {
         self.written.store(true, Ordering::Relaxed);
-        self.send(Request::Write {
-            writes,
-            done: Box::new(done),
-        });
+        self.enqueue(Box::new(done), |q| q.encode_writes(&writes));
     }
 
     /// [`submit`](Wal::submit), completed through a [`Ticket`].
     pub fn submit_ticket(&self, writes: Vec<GroupWrite>) -> Ticket {
         let (done, t) = ticket();
         self.written.store(true, Ordering::Relaxed);
-        self.send(Request::Write { writes, done });
+        self.enqueue(done, |q| q.encode_writes(&writes));
         t
     }
 
@@ -336,23 +341,38 @@ impl Wal {
     /// snapshot the caller took and made durable (normally in
     /// [`snapshots`](Wal::snapshots)). Recovery then returns `meta` as the
     /// group's snapshot; old segments and older snapshot files of the group
-    /// are deleted once nothing else needs them.
+    /// are deleted once nothing else needs them (right after this is
+    /// acknowledged, before the next submission completes).
     pub fn compact_to(&self, group: GroupId, meta: SnapshotMeta) -> Ticket {
         let (done, t) = ticket();
         self.written.store(true, Ordering::Relaxed);
-        self.send(Request::Compact {
-            group,
-            index: meta.index,
-            meta: Some(meta),
-            done,
-        });
+        self.enqueue(done, |q| q.encode_compact(group, meta.index, Some(meta)));
         t
     }
 
-    fn send(&self, req: Request) {
-        if let Err(mpsc::SendError(req)) = self.tx.send(req) {
-            req.fail(StorageError::Closed);
+    /// Encodes a submission into the frame being gathered and wakes the
+    /// writer; `done` fails at once if the submission is refused.
+    fn enqueue(&self, done: Completion, encode: impl FnOnce(&mut Queue) -> Result<()>) {
+        let mut q = self.gate.lock();
+        let refused = if let Some(p) = &q.poisoned {
+            Some(StorageError::Poisoned(p.clone()))
+        } else if q.shutdown {
+            Some(StorageError::Closed)
+        } else {
+            encode(&mut q).err()
+        };
+        if let Some(e) = refused {
+            drop(q);
+            done(Err(e));
+            return;
         }
+        q.open.waiters.push(done);
+        if q.open.body.len() >= q.max_batch_bytes {
+            let full = std::mem::take(&mut q.open);
+            q.sealed.push_back(full);
+        }
+        drop(q);
+        self.gate.work.notify_one();
     }
 
     pub fn stats(&self) -> WalStats {
@@ -380,7 +400,9 @@ impl Wal {
 
 impl Drop for Wal {
     fn drop(&mut self) {
-        let _ = self.tx.send(Request::Shutdown);
+        // The writer writes what was submitted, then stops.
+        self.gate.lock().shutdown = true;
+        self.gate.work.notify_one();
         if let Some(h) = self.writer.take() {
             let _ = h.join();
         }
@@ -419,12 +441,7 @@ impl LogStore for Wal {
         };
         let (done, t) = ticket();
         self.written.store(true, Ordering::Relaxed);
-        self.send(Request::Compact {
-            group,
-            index,
-            meta,
-            done,
-        });
+        self.enqueue(done, |q| q.encode_compact(group, index, meta));
         t.wait()
     }
 
@@ -452,265 +469,7 @@ enum Track {
     Compacted(GroupId, SnapshotMeta),
 }
 
-/// A written frame for the syncer to make durable.
-struct SyncJob {
-    file: Arc<File>,
-    path: PathBuf,
-    waiters: Vec<Completion>,
-}
-
-/// The syncer thread: fdatasync each frame it is handed, complete its
-/// waiters in order, report back to the writer.
-fn sync_frames(jobs: mpsc::Receiver<SyncJob>, back: mpsc::Sender<Request>, shared: Arc<Shared>) {
-    for job in jobs {
-        let result = job
-            .file
-            .sync_data()
-            .map_err(|e| Arc::new(StorageError::io(&job.path, "syncing the log")(e)));
-        match &result {
-            Ok(()) => {
-                shared.fsyncs.fetch_add(1, Ordering::Relaxed);
-                shared
-                    .submissions
-                    .fetch_add(job.waiters.len() as u64, Ordering::Relaxed);
-                for w in job.waiters {
-                    w(Ok(()));
-                }
-            }
-            Err(p) => {
-                for w in job.waiters {
-                    w(Err(StorageError::Poisoned(p.clone())));
-                }
-            }
-        }
-        if back.send(Request::Synced(result)).is_err() {
-            return;
-        }
-    }
-}
-
-/// The frame being synced: what it changes once durable.
-struct InFlight {
-    seq: u64,
-    track: Vec<Track>,
-}
-
-/// The writer thread's state.
-struct Writer {
-    rx: mpsc::Receiver<Request>,
-    jobs: Option<mpsc::Sender<SyncJob>>,
-    syncer: Option<JoinHandle<()>>,
-    wal_dir: PathBuf,
-    id: Identity,
-    opts: WalOptions,
-    file: Arc<File>,
-    seq: u64,
-    offset: u64,
-    next_batch: u64,
-    has_frames: bool,
-    /// What is durable: used for checkpoints and deleting segments.
-    tracker: Tracker,
-    snapshots: SnapshotStore,
-    shared: Arc<Shared>,
-    /// Operations of the frame being gathered.
-    body: Vec<u8>,
-    checkpoint: Vec<u8>,
-    /// (snapshot index, last index) of every group as of everything
-    /// accepted so far, durable or not: what new writes are checked against.
-    view: HashMap<GroupId, (LogIndex, LogIndex)>,
-    /// Tracker changes and waiters of the frame being gathered.
-    track: Vec<Track>,
-    waiters: Vec<Completion>,
-    /// Submissions that arrived while the frame being gathered was full.
-    deferred: VecDeque<Request>,
-    in_flight: Option<InFlight>,
-    poisoned: Option<Arc<StorageError>>,
-    /// Groups whose snapshot moved forward in the last durable frame.
-    snapshot_changed: Vec<GroupId>,
-    rotated: bool,
-}
-
-impl Writer {
-    fn run(mut self) {
-        let mut closing = false;
-        loop {
-            if self.in_flight.is_none() {
-                self.write_gathered();
-            }
-            if closing
-                && self.in_flight.is_none()
-                && self.body.is_empty()
-                && self.waiters.is_empty()
-                && self.deferred.is_empty()
-            {
-                break;
-            }
-            let Ok(req) = self.rx.recv() else { break };
-            self.handle(req, &mut closing);
-            while let Ok(req) = self.rx.try_recv() {
-                self.handle(req, &mut closing);
-            }
-        }
-        // Ends the syncer (it is idle: nothing is in flight).
-        self.jobs = None;
-        if let Some(h) = self.syncer.take() {
-            let _ = h.join();
-        }
-    }
-
-    /// With no frame in flight: writes what was gathered (and completes
-    /// waiters that needed no write), then starts gathering the backlog.
-    fn write_gathered(&mut self) {
-        loop {
-            self.take_deferred();
-            if self.body.is_empty() && self.waiters.is_empty() {
-                return;
-            }
-            self.flush();
-            if self.in_flight.is_some() {
-                self.take_deferred();
-                return;
-            }
-        }
-    }
-
-    fn handle(&mut self, req: Request, closing: &mut bool) {
-        match req {
-            Request::Shutdown => *closing = true,
-            Request::Synced(result) => self.on_synced(result),
-            req if self.body.len() >= self.opts.max_batch_bytes || !self.deferred.is_empty() => {
-                self.deferred.push_back(req);
-            }
-            req => self.take(req),
-        }
-    }
-
-    fn take_deferred(&mut self) {
-        while self.body.len() < self.opts.max_batch_bytes {
-            match self.deferred.pop_front() {
-                Some(req) => self.take(req),
-                None => return,
-            }
-        }
-    }
-
-    /// Validates and encodes a submission into the frame being gathered.
-    fn take(&mut self, req: Request) {
-        if let Some(p) = &self.poisoned {
-            req.fail(StorageError::Poisoned(p.clone()));
-            return;
-        }
-        match req {
-            Request::Write { writes, done } => match self.encode_writes(&writes) {
-                Ok(()) => self.waiters.push(done),
-                Err(e) => done(Err(e)),
-            },
-            Request::Compact {
-                group,
-                index,
-                meta,
-                done,
-            } => match self.encode_compact(group, index, meta) {
-                Ok(()) => self.waiters.push(done),
-                Err(e) => done(Err(e)),
-            },
-            Request::Synced(_) | Request::Shutdown => {}
-        }
-    }
-
-    /// Writes the gathered frame and hands it to the syncer; waiters of a
-    /// gathering without operations complete at once (everything before
-    /// them is durable: nothing is in flight).
-    fn flush(&mut self) {
-        let waiters = std::mem::take(&mut self.waiters);
-        if self.body.is_empty() {
-            self.shared
-                .submissions
-                .fetch_add(waiters.len() as u64, Ordering::Relaxed);
-            for w in waiters {
-                w(Ok(()));
-            }
-            return;
-        }
-        let result = self.write_frame();
-        self.body.clear();
-        let track = std::mem::take(&mut self.track);
-        let job = SyncJob {
-            file: self.file.clone(),
-            path: self.wal_dir.join(segment::segment_name(self.seq)),
-            waiters,
-        };
-        match (result, &self.jobs) {
-            (Ok(()), Some(jobs)) => match jobs.send(job) {
-                Ok(()) => {
-                    self.in_flight = Some(InFlight {
-                        seq: self.seq,
-                        track,
-                    })
-                }
-                Err(mpsc::SendError(job)) => {
-                    self.poison(StorageError::Closed, job.waiters);
-                }
-            },
-            (Ok(()), None) => self.poison(StorageError::Closed, job.waiters),
-            (Err(e), _) => self.poison(e, job.waiters),
-        }
-    }
-
-    fn poison(&mut self, e: StorageError, waiters: Vec<Completion>) {
-        tracing::error!(error = %e, "write-ahead log failed; refusing further writes");
-        let p = Arc::new(e);
-        self.poisoned = Some(p.clone());
-        for w in waiters.into_iter().chain(self.waiters.drain(..)) {
-            w(Err(StorageError::Poisoned(p.clone())));
-        }
-        self.body.clear();
-        self.track.clear();
-        for req in self.deferred.drain(..) {
-            req.fail(StorageError::Poisoned(p.clone()));
-        }
-    }
-
-    /// The frame in flight is durable (its waiters are completed by the
-    /// syncer): the tracker learns what it changed, old files may go.
-    fn on_synced(&mut self, result: std::result::Result<(), Arc<StorageError>>) {
-        let Some(frame) = self.in_flight.take() else {
-            return;
-        };
-        if let Err(p) = result {
-            tracing::error!(error = %p, "write-ahead log failed; refusing further writes");
-            self.poisoned = Some(p.clone());
-            for w in self.waiters.drain(..) {
-                w(Err(StorageError::Poisoned(p.clone())));
-            }
-            self.body.clear();
-            self.track.clear();
-            for req in self.deferred.drain(..) {
-                req.fail(StorageError::Poisoned(p.clone()));
-            }
-            return;
-        }
-        for t in frame.track {
-            match t {
-                Track::Install(g, m) => {
-                    self.tracker.on_install(g, &m);
-                    self.snapshot_changed.push(g);
-                }
-                Track::Entries(g, f, l) => {
-                    // Validated against the same state: cannot fail.
-                    let _ = self.tracker.on_entries(frame.seq, g, f, l);
-                }
-                Track::HardState(g, hs) => self.tracker.on_hard_state(g, &hs),
-                Track::Compacted(g, m) => {
-                    if self.tracker.on_compacted(g, &m) {
-                        self.snapshot_changed.push(g);
-                    }
-                }
-            }
-        }
-        self.housekeeping();
-    }
-
+impl Queue {
     fn view(&self, g: GroupId) -> (LogIndex, LogIndex) {
         self.view
             .get(&g)
@@ -759,18 +518,19 @@ impl Writer {
         for (w, placement) in writes.iter().zip(placements) {
             let g = w.group;
             if let Some(s) = &w.snapshot {
-                codec::encode_install(&mut self.body, g, s);
-                self.track.push(Track::Install(g, s.clone()));
+                codec::encode_install(&mut self.open.body, g, s);
+                self.open.track.push(Track::Install(g, s.clone()));
             }
             if let (Placement::Store { skip }, Some(l)) = (placement, w.entries.last()) {
                 let entries = &w.entries[skip..];
-                codec::encode_entries(&mut self.body, g, entries);
-                self.track
+                codec::encode_entries(&mut self.open.body, g, entries);
+                self.open
+                    .track
                     .push(Track::Entries(g, entries[0].index, l.index));
             }
             if let Some(hs) = &w.hard_state {
-                codec::encode_hard_state(&mut self.body, g, hs);
-                self.track.push(Track::HardState(g, *hs));
+                codec::encode_hard_state(&mut self.open.body, g, hs);
+                self.open.track.push(Track::HardState(g, *hs));
             }
         }
         Ok(())
@@ -802,18 +562,138 @@ impl Writer {
                 ),
             });
         }
-        codec::encode_compacted(&mut self.body, group, &meta);
+        codec::encode_compacted(&mut self.open.body, group, &meta);
         self.view.insert(group, (meta.index, last));
-        self.track.push(Track::Compacted(group, meta));
+        self.open.track.push(Track::Compacted(group, meta));
         Ok(())
     }
+}
 
-    /// Writes the gathered operations as one frame (not yet synced). Only
-    /// called with no frame in flight, so the tracker is up to date for the
-    /// checkpoint of a new segment.
-    fn write_frame(&mut self) -> Result<()> {
+/// The writer thread's state.
+struct Writer {
+    gate: Arc<Gate>,
+    wal_dir: PathBuf,
+    id: Identity,
+    opts: WalOptions,
+    file: File,
+    seq: u64,
+    offset: u64,
+    next_batch: u64,
+    has_frames: bool,
+    /// What is durable: used for checkpoints and deleting segments.
+    tracker: Tracker,
+    snapshots: SnapshotStore,
+    shared: Arc<Shared>,
+    checkpoint: Vec<u8>,
+    /// Groups whose snapshot moved forward in the last durable frame.
+    snapshot_changed: Vec<GroupId>,
+    rotated: bool,
+}
+
+impl Writer {
+    fn run(mut self) {
+        loop {
+            let batch = {
+                let mut q = self.gate.lock();
+                loop {
+                    if let Some(b) = q.sealed.pop_front() {
+                        break Some(b);
+                    }
+                    if !q.open.waiters.is_empty() {
+                        break Some(std::mem::take(&mut q.open));
+                    }
+                    if q.shutdown {
+                        break None;
+                    }
+                    q = self.gate.work.wait(q).unwrap_or_else(|e| e.into_inner());
+                }
+            };
+            match batch {
+                Some(b) => self.write(b),
+                None => return,
+            }
+        }
+    }
+
+    /// Makes one gathered frame durable and completes its waiters; a frame
+    /// without operations completes at once (everything before it is
+    /// durable). Then forgets what nothing needs any more.
+    fn write(&mut self, batch: Batch) {
+        let Batch {
+            body,
+            track,
+            waiters,
+        } = batch;
+        if body.is_empty() {
+            self.shared
+                .submissions
+                .fetch_add(waiters.len() as u64, Ordering::Relaxed);
+            for w in waiters {
+                w(Ok(()));
+            }
+            return;
+        }
+        if let Err(e) = self.write_frame(&body) {
+            self.poison(e, waiters);
+            return;
+        }
+        self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .submissions
+            .fetch_add(waiters.len() as u64, Ordering::Relaxed);
+        for w in waiters {
+            w(Ok(()));
+        }
+        self.apply(track);
+        self.housekeeping();
+    }
+
+    /// After a failed write or fsync: refuse everything from now on, the
+    /// frame's waiters and everything queued included.
+    fn poison(&mut self, e: StorageError, mut waiters: Vec<Completion>) {
+        tracing::error!(error = %e, "write-ahead log failed; refusing further writes");
+        let p = Arc::new(e);
+        {
+            let mut q = self.gate.lock();
+            q.poisoned = Some(p.clone());
+            for b in q.sealed.drain(..) {
+                waiters.extend(b.waiters);
+            }
+            let open = std::mem::take(&mut q.open);
+            waiters.extend(open.waiters);
+        }
+        for w in waiters {
+            w(Err(StorageError::Poisoned(p.clone())));
+        }
+    }
+
+    /// The tracker learns what a durable frame changed.
+    fn apply(&mut self, track: Vec<Track>) {
+        for t in track {
+            match t {
+                Track::Install(g, m) => {
+                    self.tracker.on_install(g, &m);
+                    self.snapshot_changed.push(g);
+                }
+                Track::Entries(g, f, l) => {
+                    // Validated against the same state: cannot fail.
+                    let _ = self.tracker.on_entries(self.seq, g, f, l);
+                }
+                Track::HardState(g, hs) => self.tracker.on_hard_state(g, &hs),
+                Track::Compacted(g, m) => {
+                    if self.tracker.on_compacted(g, &m) {
+                        self.snapshot_changed.push(g);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes `body` as one frame and fsyncs it. The tracker holds every
+    /// earlier frame, so it is up to date for the checkpoint of a new segment.
+    fn write_frame(&mut self, body: &[u8]) -> Result<()> {
         let seg_size = self.opts.segment_size;
-        let estimate = segment::frame_len(self.body.len()) as u64;
+        let estimate = segment::frame_len(body.len()) as u64;
         if self.has_frames && self.offset + estimate > seg_size {
             self.rotate()?;
         }
@@ -821,10 +701,10 @@ impl Writer {
         if !self.has_frames {
             self.tracker.encode_checkpoint(&mut self.checkpoint);
         }
-        let parts = [&self.checkpoint[..], &self.body[..]];
+        let parts = [&self.checkpoint[..], body];
         let (header, pad) = segment::frame_header(self.next_batch, &parts);
         let zeros = [0u8; 8];
-        let len = header.len() + self.checkpoint.len() + self.body.len() + pad;
+        let len = header.len() + self.checkpoint.len() + body.len() + pad;
         let path = self.wal_dir.join(segment::segment_name(self.seq));
         segment::write_all_at(
             &self.file,
@@ -832,6 +712,9 @@ impl Writer {
             self.offset,
         )
         .map_err(StorageError::io(&path, "appending to the log"))?;
+        self.file
+            .sync_data()
+            .map_err(StorageError::io(&path, "syncing the log"))?;
         self.offset += len as u64;
         self.next_batch += 1;
         self.has_frames = true;
@@ -848,7 +731,7 @@ impl Writer {
             self.next_batch,
             self.opts.segment_size,
         )?;
-        self.file = Arc::new(file);
+        self.file = file;
         self.seq = seq;
         self.offset = HEADER_LEN;
         self.has_frames = false;
