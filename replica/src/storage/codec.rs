@@ -11,6 +11,8 @@
 //! HardState(2) := term:u64 has_vote:u8 vote:u64 commit:u64
 //! Install  (3) := snapshot_meta      (the log is replaced by an empty log after it)
 //! Compacted(4) := snapshot_meta      (entries up to it are covered; later entries stay)
+//! LogEnd   (5) := last:u64           (checkpoint: the log ends there; older segments,
+//!                                     possibly deleted, hold the entries)
 //! payload  := 0 | 1 len:u32 bytes | 2 transition:u8 count:u32 (kind:u8 node:u64)*
 //! snapshot_meta := index:u64 term:u64 conf_state
 //! conf_state := voters outgoing learners learners_next (count:u32 node:u64*) auto_leave:u8
@@ -26,6 +28,7 @@ const OP_ENTRIES: u8 = 1;
 const OP_HARD_STATE: u8 = 2;
 const OP_INSTALL: u8 = 3;
 const OP_COMPACTED: u8 = 4;
+const OP_LOG_END: u8 = 5;
 
 /// One operation of a frame, as recovery replays it.
 #[derive(Debug, PartialEq, Eq)]
@@ -40,6 +43,10 @@ pub(crate) enum Op {
     Install { group: GroupId, meta: SnapshotMeta },
     /// Entries up to `meta.index` are covered by a durable snapshot.
     Compacted { group: GroupId, meta: SnapshotMeta },
+    /// Part of the checkpoint at the start of a segment: the group's log
+    /// ended at `last` there. Entries up to it are in older segments, which
+    /// may have been deleted because a snapshot recorded later covers them.
+    LogEnd { group: GroupId, last: LogIndex },
 }
 
 /// Why bytes could not be decoded.
@@ -132,6 +139,12 @@ pub(crate) fn encode_compacted(buf: &mut Vec<u8>, group: GroupId, meta: &Snapsho
     put_u8(buf, OP_COMPACTED);
     put_u64(buf, group.0);
     encode_snapshot_meta(buf, meta);
+}
+
+pub(crate) fn encode_log_end(buf: &mut Vec<u8>, group: GroupId, last: LogIndex) {
+    put_u8(buf, OP_LOG_END);
+    put_u64(buf, group.0);
+    put_u64(buf, last.0);
 }
 
 pub(crate) fn encode_snapshot_meta(buf: &mut Vec<u8>, meta: &SnapshotMeta) {
@@ -264,6 +277,10 @@ pub(crate) fn decode_op(r: &mut Reader<'_>) -> DResult<Op> {
             group,
             meta: decode_snapshot_meta(r)?,
         }),
+        OP_LOG_END => Ok(Op::LogEnd {
+            group,
+            last: LogIndex(r.u64("log end")?),
+        }),
         t => Err(DecodeError(format!("unknown operation tag {t}"))),
     }
 }
@@ -394,6 +411,7 @@ mod tests {
         encode_entries(&mut buf, g, &entries);
         encode_hard_state(&mut buf, g, &hs);
         encode_compacted(&mut buf, g, &meta());
+        encode_log_end(&mut buf, g, LogIndex(12));
         let ops = vec![
             Op::Install {
                 group: g,
@@ -407,6 +425,10 @@ mod tests {
             Op::Compacted {
                 group: g,
                 meta: meta(),
+            },
+            Op::LogEnd {
+                group: g,
+                last: LogIndex(12),
             },
         ];
         (buf, ops)
@@ -433,7 +455,7 @@ mod tests {
         for cut in 0..buf.len() {
             // A cut at an operation boundary decodes the ops before it.
             if let Ok(ops) = decode_all(&buf[..cut]) {
-                assert!(ops.len() < 4);
+                assert!(ops.len() < 5);
             }
         }
     }

@@ -157,8 +157,8 @@ pub(crate) fn lock(dir: &Path) -> Result<DirLock> {
 }
 
 /// Reads the identity of `dir`, or records `expected` if the directory is
-/// new. Returns whether the directory was new (empty).
-pub(crate) fn check_identity(dir: &Path, expected: &Identity, has_data: bool) -> Result<bool> {
+/// new (holds no log, `has_data` false).
+pub(crate) fn check_identity(dir: &Path, expected: &Identity, has_data: bool) -> Result<()> {
     if expected.cluster_id.is_empty() || expected.cluster_id.contains(['\n', '\r', '=']) {
         return Err(StorageError::Unrecognized {
             path: dir.to_owned(),
@@ -182,8 +182,7 @@ pub(crate) fn check_identity(dir: &Path, expected: &Identity, has_data: bool) ->
                     ),
                 });
             }
-            write_atomic(&path, encode_identity(expected).as_bytes())?;
-            return Ok(true);
+            return write_atomic(&path, encode_identity(expected).as_bytes());
         }
         Err(e) => return Err(StorageError::io(&path, "reading")(e)),
     };
@@ -200,7 +199,7 @@ pub(crate) fn check_identity(dir: &Path, expected: &Identity, has_data: bool) ->
             expected_node: expected.node_id,
         });
     }
-    Ok(false)
+    Ok(())
 }
 
 fn encode_identity(id: &Identity) -> String {

@@ -4,8 +4,9 @@
 //! The writer fsyncs each frame before it writes the next one, so at a crash
 //! at most the last frame of the last segment can be incomplete, in any
 //! pattern (pages reach the disk in any order). Hence:
-//! - a bad frame in the last segment with no valid frame anywhere after it
-//!   is a torn tail: it was never acknowledged, and it is cut off;
+//! - a bad frame in the last segment with no valid later frame anywhere
+//!   after it is a torn tail: it was never acknowledged, and it is cut off
+//!   (zeroed, so that only zeros ever follow the last frame on disk);
 //! - a bad frame followed by a valid one, a bad frame in an older segment,
 //!   a frame out of sequence, a missing segment: acknowledged data is
 //!   damaged, and recovery stops with an error that says where.
@@ -20,6 +21,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 /// What recovery found and did, for the operator's log.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -97,6 +99,60 @@ pub(crate) fn list_segments(wal_dir: &Path, remove_tmp: bool) -> Result<Vec<(u64
 /// disk (and stray temporary files removed); without, the files are only read.
 pub(crate) fn recover(wal_dir: &Path, id: &Identity, repair: bool) -> Result<Recovered> {
     let segs = list_segments(wal_dir, repair)?;
+    // Segments are read ahead on another thread while this one replays, so
+    // that replay takes about the longer of reading and decoding, not their
+    // sum. At most two segment buffers exist at a time; they are reused.
+    std::thread::scope(|scope| {
+        let (full_tx, full) = mpsc::sync_channel::<Result<Vec<u8>>>(0);
+        let (empty, empty_rx) = mpsc::channel::<Vec<u8>>();
+        let paths: Vec<PathBuf> = segs.iter().map(|(_, p)| p.clone()).collect();
+        scope.spawn(move || {
+            for path in paths {
+                let mut buf = empty_rx.try_recv().unwrap_or_default();
+                let read = read_segment(&path, &mut buf).map(|()| buf);
+                let failed = read.is_err();
+                // A closed channel: replay stopped early (an error).
+                if full_tx.send(read).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        replay_segments(wal_dir, id, repair, &segs, full, empty)
+    })
+}
+
+/// Reads a whole segment into `buf`.
+fn read_segment(path: &Path, buf: &mut Vec<u8>) -> Result<()> {
+    buf.clear();
+    let mut f = fs::File::open(path).map_err(StorageError::io(path, "reading segment"))?;
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: an advisory syscall on an open descriptor.
+        unsafe {
+            libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_SEQUENTIAL);
+        }
+    }
+    let len = f
+        .metadata()
+        .map_err(StorageError::io(path, "reading segment"))?
+        .len();
+    buf.reserve(len as usize);
+    f.read_to_end(buf)
+        .map_err(StorageError::io(path, "reading segment"))?;
+    Ok(())
+}
+
+/// Replays `segs`, whose contents arrive in order on `full`; buffers done
+/// with go back on `empty`.
+fn replay_segments(
+    wal_dir: &Path,
+    id: &Identity,
+    repair: bool,
+    segs: &[(u64, PathBuf)],
+    full: mpsc::Receiver<Result<Vec<u8>>>,
+    empty: mpsc::Sender<Vec<u8>>,
+) -> Result<Recovered> {
     let mut out = Recovered {
         groups: BTreeMap::new(),
         tracker: Tracker::default(),
@@ -106,14 +162,13 @@ pub(crate) fn recover(wal_dir: &Path, id: &Identity, repair: bool) -> Result<Rec
             ..RecoveryReport::default()
         },
     };
-    let mut buf = Vec::new();
     let mut expected_batch: Option<u64> = None;
     for (i, (seq, path)) in segs.iter().enumerate() {
         let last = i + 1 == segs.len();
-        buf.clear();
-        fs::File::open(path)
-            .and_then(|mut f| f.read_to_end(&mut buf))
-            .map_err(StorageError::io(path, "reading segment"))?;
+        let buf = full.recv().map_err(|_| StorageError::Missing {
+            dir: wal_dir.to_owned(),
+            reason: format!("{} could not be read (the reader stopped)", path.display()),
+        })??;
         let header = check_header(path, &buf, *seq, id)?;
         if let Some(b) = expected_batch
             && b != header.first_batch
@@ -163,18 +218,15 @@ pub(crate) fn recover(wal_dir: &Path, id: &Identity, repair: bool) -> Result<Rec
                     batch += 1;
                     off = next;
                 }
-                Frame::End => {
-                    if let Some((at, b)) = segment::find_valid_frame(&buf, off) {
-                        return Err(corrupt(
-                            path,
-                            off as u64,
-                            "zeros where a frame should be".into(),
-                            format!("a valid frame of batch {b} follows at offset {at}"),
-                        ));
-                    }
-                    break;
-                }
-                Frame::Bad(reason) => {
+                Frame::End if segment::zeros_from(&buf, off) => break,
+                found => {
+                    // Zeros where a frame header should be, followed by
+                    // something else, are a torn frame too: its first page
+                    // did not reach the disk but a later one did.
+                    let reason = match found {
+                        Frame::Bad(reason) => reason,
+                        _ => "a zeroed frame header with data after it".into(),
+                    };
                     if !last {
                         return Err(corrupt(
                             path,
@@ -183,7 +235,9 @@ pub(crate) fn recover(wal_dir: &Path, id: &Identity, repair: bool) -> Result<Rec
                             "newer segments follow this one, so it was complete and synced".into(),
                         ));
                     }
-                    if let Some((at, b)) = segment::find_valid_frame(&buf, off + 8) {
+                    if let Some((at, b)) =
+                        segment::find_valid_frame(&buf, off + 8, batch.saturating_sub(1))
+                    {
                         return Err(corrupt(
                             path,
                             off as u64,
@@ -215,6 +269,7 @@ pub(crate) fn recover(wal_dir: &Path, id: &Identity, repair: bool) -> Result<Rec
         }
         expected_batch = Some(batch);
         if last {
+            check_complete(wal_dir, &out)?;
             out.tail = Some(Tail {
                 seq: *seq,
                 path: path.clone(),
@@ -223,8 +278,32 @@ pub(crate) fn recover(wal_dir: &Path, id: &Identity, repair: bool) -> Result<Rec
                 has_frames,
             });
         }
+        let _ = empty.send(buf);
     }
     Ok(out)
+}
+
+/// Every group's log holds every entry after its snapshot up to its last
+/// index: entries that were in deleted segments must be covered by the
+/// snapshot recorded after them.
+fn check_complete(wal_dir: &Path, out: &Recovered) -> Result<()> {
+    for (g, meta) in &out.tracker.groups {
+        let entries = out.groups.get(g).map_or(&[][..], |s| &s.entries[..]);
+        let from = meta.snapshot_index().next();
+        let first = entries.first().map_or(meta.last.next(), |e| e.index);
+        let last = entries.last().map_or(meta.snapshot_index(), |e| e.index);
+        if first != from || last != meta.last {
+            return Err(StorageError::Missing {
+                dir: wal_dir.to_owned(),
+                reason: format!(
+                    "group {g} has a snapshot at {} and a log up to {}, but only entries {first}                      to {last} are in the segments: a segment that held the others is gone",
+                    meta.snapshot_index(),
+                    meta.last
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn check_header(path: &Path, buf: &[u8], seq: u64, id: &Identity) -> Result<SegmentHeader> {
@@ -286,6 +365,11 @@ fn replay(out: &mut Recovered, seg: u64, body: &[u8]) -> std::result::Result<(),
                 let state = out.groups.entry(group).or_default();
                 state.entries.clear();
                 state.snapshot = Some(meta);
+            }
+            Op::LogEnd { group, last } => {
+                out.tracker
+                    .on_log_end(group, last)
+                    .map_err(|e| format!("group {group}: {e}"))?;
             }
             Op::Compacted { group, meta } => {
                 if out.tracker.on_compacted(group, &meta) {

@@ -129,8 +129,8 @@ impl Tracker {
         self.groups.entry(g).or_default().hard_state = *hs;
     }
 
-    /// Encodes every group's hard state and snapshot marker: the first
-    /// operations of each segment, so that older segments can go.
+    /// Encodes every group's snapshot marker, hard state and log end: the
+    /// first operations of each segment, so that older segments can go.
     pub(crate) fn encode_checkpoint(&self, buf: &mut Vec<u8>) {
         let mut groups: Vec<_> = self.groups.iter().collect();
         groups.sort_by_key(|(g, _)| **g);
@@ -139,7 +139,51 @@ impl Tracker {
                 codec::encode_compacted(buf, *g, s);
             }
             codec::encode_hard_state(buf, *g, &m.hard_state);
+            if m.last > m.snapshot_index() {
+                codec::encode_log_end(buf, *g, m.last);
+            }
         }
+    }
+
+    /// A checkpoint says `g`'s log ended at `last`. Replayed from older
+    /// segments, the log ends exactly there; if they were deleted, the
+    /// entries up to `last` are gone and a snapshot recorded later must
+    /// cover them (checked at the end of recovery).
+    pub(crate) fn on_log_end(&mut self, g: GroupId, last: LogIndex) -> Result<(), String> {
+        let m = self.groups.entry(g).or_default();
+        if m.last > last {
+            return Err(format!(
+                "the segment's checkpoint says the log ends at {last}, but older segments hold                  entries up to {}",
+                m.last
+            ));
+        }
+        m.last = last;
+        Ok(())
+    }
+
+    /// Segments known (on disk).
+    pub(crate) fn segments(&self) -> usize {
+        self.live.len()
+    }
+
+    /// A group with live entries in the oldest segment before `current`:
+    /// what keeps that segment (and so every later one) on disk.
+    pub(crate) fn oldest_pin(&self, current: u64) -> Option<GroupId> {
+        let (&seq, groups) = self.live.first_key_value()?;
+        if seq >= current {
+            return None;
+        }
+        let mut pins: Vec<GroupId> = groups
+            .iter()
+            .filter(|(g, m)| {
+                self.groups
+                    .get(g)
+                    .is_none_or(|meta| **m > meta.snapshot_index())
+            })
+            .map(|(g, _)| *g)
+            .collect();
+        pins.sort();
+        pins.first().copied()
     }
 
     /// The oldest segments, before `current`, that hold nothing live any
@@ -213,8 +257,10 @@ mod tests {
         t.on_compacted(a, &snap(10));
         assert!(t.take_deletable(2).is_empty(), "b still lives in segment 1");
         // b's log is replaced by a snapshot at 3: its entries 4..5 are dead.
+        assert_eq!(t.oldest_pin(2), Some(b));
         t.on_install(b, &snap(3));
         assert_eq!(t.take_deletable(2), vec![1]);
+        assert_eq!(t.oldest_pin(2), None, "segment 2 is the current one");
         assert!(t.take_deletable(3).is_empty(), "a's 11..20 live in 2");
     }
 

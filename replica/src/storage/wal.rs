@@ -3,11 +3,18 @@
 //!
 //! Callers [`submit`](Wal::submit) writes from any thread (the event loop,
 //! usually) and are told when they are durable, through a callback or a
-//! [`Ticket`] that can be awaited without blocking a runtime. The writer
-//! thread takes everything queued, encodes it as one frame, writes it, calls
-//! `fdatasync` once, then completes every waiter in submission order; what
-//! arrives while an fsync is in flight goes into the next frame. One fsync
-//! thus covers many proposals of many groups.
+//! [`Ticket`] that can be awaited without blocking a runtime.
+//!
+//! Submitting encodes: the caller's thread validates its writes and encodes
+//! them into the next frame, under a lock shared with the writer thread. The
+//! writer takes the frame gathered so far, writes it (one `pwritev`, no copy
+//! of the body), calls `fdatasync` once, completes the frame's waiters in
+//! submission order, and takes the next frame at once. So everything
+//! submitted while an fsync is in flight goes into the next frame (one fsync
+//! covers many proposals of many groups), encoding overlaps the fsync, and a
+//! busy writer goes from one fsync to the next without waiting to be woken.
+//! At most one frame is ever written and not yet synced: a crash can tear
+//! only the last frame, which is what recovery relies on.
 //!
 //! After an I/O error the log is poisoned: it fails every later write
 //! instead of retrying an fsync whose failure may have dropped pages.
@@ -20,14 +27,13 @@ use super::snapshot::SnapshotStore;
 use super::tracker::{self, Placement, Tracker};
 use super::{GroupWrite, LogStore, codec};
 use crate::raft::{GroupId, HardState, LogIndex, RecoveredState, SnapshotMeta};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::future::Future;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use tokio::sync::oneshot;
@@ -65,6 +71,13 @@ pub struct WalStats {
     pub segments_deleted: u64,
     /// The segment being written.
     pub current_segment: u64,
+    /// Segments on disk (the one being written included).
+    pub live_segments: u64,
+    /// A group whose entries keep the oldest segment from being deleted:
+    /// its log is not covered by its snapshot there. A group that stops
+    /// taking snapshots (an idle group with a short log) holds every newer
+    /// segment on disk; taking a snapshot of it releases them.
+    pub oldest_segment_pinned_by: Option<GroupId>,
 }
 
 #[derive(Default)]
@@ -75,30 +88,47 @@ struct Shared {
     segments_created: AtomicU64,
     segments_deleted: AtomicU64,
     current_segment: AtomicU64,
+    live_segments: AtomicU64,
+    /// `u64::MAX` for none.
+    pinned_by: AtomicU64,
 }
 
 type Completion = Box<dyn FnOnce(Result<()>) + Send>;
 
-enum Request {
-    Write {
-        writes: Vec<GroupWrite>,
-        done: Completion,
-    },
-    Compact {
-        group: GroupId,
-        index: LogIndex,
-        meta: Option<SnapshotMeta>,
-        done: Completion,
-    },
-    Shutdown,
+/// Encoded operations of one frame, with what they change once durable and
+/// who waits for them.
+#[derive(Default)]
+struct Batch {
+    body: Vec<u8>,
+    track: Vec<Track>,
+    waiters: Vec<Completion>,
 }
 
-impl Request {
-    fn fail(self, err: StorageError) {
-        match self {
-            Request::Write { done, .. } | Request::Compact { done, .. } => done(Err(err)),
-            Request::Shutdown => {}
-        }
+/// What submitters and the writer share, under one lock.
+struct Queue {
+    /// (snapshot index, last index) of every group as of everything
+    /// accepted so far, durable or not: what new writes are checked against.
+    view: HashMap<GroupId, (LogIndex, LogIndex)>,
+    /// The frame being gathered.
+    open: Batch,
+    /// Full frames waiting for the writer, oldest first.
+    sealed: VecDeque<Batch>,
+    max_batch_bytes: usize,
+    poisoned: Option<Arc<StorageError>>,
+    shutdown: bool,
+}
+
+/// The lock and the writer's wake-up.
+struct Gate {
+    queue: Mutex<Queue>,
+    work: Condvar,
+}
+
+impl Gate {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // A panic while holding the lock leaves the queue as consistent as
+        // any other point between two submissions.
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -134,7 +164,7 @@ fn ticket() -> (Completion, Ticket) {
 
 /// The write-ahead log of a node, with the snapshot store of its groups.
 pub struct Wal {
-    tx: mpsc::Sender<Request>,
+    gate: Arc<Gate>,
     writer: Option<JoinHandle<()>>,
     shared: Arc<Shared>,
     snapshots: SnapshotStore,
@@ -162,9 +192,15 @@ impl Wal {
         let lock = dir::lock(data_dir)?;
         let wal_dir = data_dir.join("wal");
         let has_data = wal_dir.is_dir() && !recovery::list_segments(&wal_dir, false)?.is_empty();
-        let fresh = dir::check_identity(data_dir, &id, has_data)?;
+        dir::check_identity(data_dir, &id, has_data)?;
         dir::create_dir_durable(&wal_dir)?;
         let rec = recovery::recover(&wal_dir, &id, true)?;
+        // Every durable state change of a group (a vote, an entry, a
+        // snapshot) is in the log, and every segment restates every group, so
+        // a log without groups means the node never promised anything. An
+        // IDENTITY file alone (a crash right after the first start wrote it)
+        // does not make a node an existing member.
+        let fresh = rec.groups.is_empty();
         let snapshots = SnapshotStore::open(data_dir)?;
         // Snapshot files the log does not refer to: superseded ones, and
         // ones written just before a crash whose marker never became durable.
@@ -203,9 +239,31 @@ impl Wal {
         let mut tracker = rec.tracker;
         tracker.add_segment(tail.seq);
         shared.current_segment.store(tail.seq, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel();
+        shared
+            .live_segments
+            .store(tracker.segments() as u64, Ordering::Relaxed);
+        shared.pinned_by.store(
+            tracker.oldest_pin(tail.seq).map_or(u64::MAX, |g| g.0),
+            Ordering::Relaxed,
+        );
+        let view = tracker
+            .groups
+            .iter()
+            .map(|(g, m)| (*g, (m.snapshot_index(), m.last)))
+            .collect();
+        let gate = Arc::new(Gate {
+            queue: Mutex::new(Queue {
+                view,
+                open: Batch::default(),
+                sealed: VecDeque::new(),
+                max_batch_bytes: opts.max_batch_bytes,
+                poisoned: None,
+                shutdown: false,
+            }),
+            work: Condvar::new(),
+        });
         let writer = Writer {
-            rx,
+            gate: gate.clone(),
             wal_dir: wal_dir.clone(),
             id: id.clone(),
             opts,
@@ -217,13 +275,7 @@ impl Wal {
             tracker,
             snapshots: snapshots.clone(),
             shared: shared.clone(),
-            body: Vec::new(),
-            frame: Vec::new(),
             checkpoint: Vec::new(),
-            overlay: HashMap::new(),
-            track: Vec::new(),
-            poisoned: None,
-            carry: None,
             snapshot_changed: Vec::new(),
             rotated: false,
         };
@@ -232,7 +284,7 @@ impl Wal {
             .spawn(move || writer.run())
             .map_err(StorageError::io(&wal_dir, "starting the writer thread"))?;
         Ok(Wal {
-            tx,
+            gate,
             writer: Some(handle),
             shared,
             snapshots,
@@ -247,8 +299,8 @@ impl Wal {
         })
     }
 
-    /// Whether the data directory was empty when opened: a node may
-    /// bootstrap a new cluster only then.
+    /// Whether the log held no state of any group when opened (a new or
+    /// emptied volume): a node may bootstrap a new cluster only then.
     pub fn is_fresh(&self) -> bool {
         self.fresh
     }
@@ -267,22 +319,21 @@ impl Wal {
         &self.snapshots
     }
 
-    /// Queues `writes`, applied in order; `done` is called from the writer
-    /// thread once they are durable (or failed). Submissions complete in
-    /// the order they were made. Keep `done` short: it delays the next fsync.
+    /// Queues `writes`, applied in order; `done` is called once they are
+    /// durable (from the writer thread), or failed (from this thread, for
+    /// a write that is invalid or refused). Submissions complete in the
+    /// order they were made. The writes are validated and encoded here,
+    /// on the caller's thread. Keep `done` short: it delays the next fsync.
     pub fn submit(&self, writes: Vec<GroupWrite>, done: impl FnOnce(Result<()>) + Send + 'static) {
         self.written.store(true, Ordering::Relaxed);
-        self.send(Request::Write {
-            writes,
-            done: Box::new(done),
-        });
+        self.enqueue(Box::new(done), |q| q.encode_writes(&writes));
     }
 
     /// [`submit`](Wal::submit), completed through a [`Ticket`].
     pub fn submit_ticket(&self, writes: Vec<GroupWrite>) -> Ticket {
         let (done, t) = ticket();
         self.written.store(true, Ordering::Relaxed);
-        self.send(Request::Write { writes, done });
+        self.enqueue(done, |q| q.encode_writes(&writes));
         t
     }
 
@@ -290,23 +341,38 @@ impl Wal {
     /// snapshot the caller took and made durable (normally in
     /// [`snapshots`](Wal::snapshots)). Recovery then returns `meta` as the
     /// group's snapshot; old segments and older snapshot files of the group
-    /// are deleted once nothing else needs them.
+    /// are deleted once nothing else needs them (right after this is
+    /// acknowledged, before the next submission completes).
     pub fn compact_to(&self, group: GroupId, meta: SnapshotMeta) -> Ticket {
         let (done, t) = ticket();
         self.written.store(true, Ordering::Relaxed);
-        self.send(Request::Compact {
-            group,
-            index: meta.index,
-            meta: Some(meta),
-            done,
-        });
+        self.enqueue(done, |q| q.encode_compact(group, meta.index, Some(meta)));
         t
     }
 
-    fn send(&self, req: Request) {
-        if let Err(mpsc::SendError(req)) = self.tx.send(req) {
-            req.fail(StorageError::Closed);
+    /// Encodes a submission into the frame being gathered and wakes the
+    /// writer; `done` fails at once if the submission is refused.
+    fn enqueue(&self, done: Completion, encode: impl FnOnce(&mut Queue) -> Result<()>) {
+        let mut q = self.gate.lock();
+        let refused = if let Some(p) = &q.poisoned {
+            Some(StorageError::Poisoned(p.clone()))
+        } else if q.shutdown {
+            Some(StorageError::Closed)
+        } else {
+            encode(&mut q).err()
+        };
+        if let Some(e) = refused {
+            drop(q);
+            done(Err(e));
+            return;
         }
+        q.open.waiters.push(done);
+        if q.open.body.len() >= q.max_batch_bytes {
+            let full = std::mem::take(&mut q.open);
+            q.sealed.push_back(full);
+        }
+        drop(q);
+        self.gate.work.notify_one();
     }
 
     pub fn stats(&self) -> WalStats {
@@ -318,6 +384,11 @@ impl Wal {
             segments_created: s.segments_created.load(Ordering::Relaxed),
             segments_deleted: s.segments_deleted.load(Ordering::Relaxed),
             current_segment: s.current_segment.load(Ordering::Relaxed),
+            live_segments: s.live_segments.load(Ordering::Relaxed),
+            oldest_segment_pinned_by: match s.pinned_by.load(Ordering::Relaxed) {
+                u64::MAX => None,
+                g => Some(GroupId(g)),
+            },
         }
     }
 
@@ -329,7 +400,9 @@ impl Wal {
 
 impl Drop for Wal {
     fn drop(&mut self) {
-        let _ = self.tx.send(Request::Shutdown);
+        // The writer writes what was submitted, then stops.
+        self.gate.lock().shutdown = true;
+        self.gate.work.notify_one();
         if let Some(h) = self.writer.take() {
             let _ = h.join();
         }
@@ -368,12 +441,7 @@ impl LogStore for Wal {
         };
         let (done, t) = ticket();
         self.written.store(true, Ordering::Relaxed);
-        self.send(Request::Compact {
-            group,
-            index,
-            meta,
-            done,
-        });
+        self.enqueue(done, |q| q.encode_compact(group, index, meta));
         t.wait()
     }
 
@@ -384,13 +452,16 @@ impl LogStore for Wal {
         {
             return Ok(r);
         }
-        // Everything submitted is durable and the writer is idle: read the
-        // log back as a restart would.
+        // Completions come before the writer's housekeeping (which may
+        // delete segments): an empty submission completes only once the
+        // writer is past it, so the files are still while they are read.
+        self.submit_ticket(Vec::new()).wait()?;
+        // Everything submitted is durable: read the log back as a restart would.
         Ok(recovery::recover(&self.wal_dir, &self.id, false)?.groups)
     }
 }
 
-/// A change to the tracker, applied once the frame's segment is known.
+/// A change to the tracker, applied once the frame that carries it is durable.
 enum Track {
     Install(GroupId, SnapshotMeta),
     Entries(GroupId, LogIndex, LogIndex),
@@ -398,126 +469,12 @@ enum Track {
     Compacted(GroupId, SnapshotMeta),
 }
 
-/// The writer thread's state.
-struct Writer {
-    rx: mpsc::Receiver<Request>,
-    wal_dir: PathBuf,
-    id: Identity,
-    opts: WalOptions,
-    file: File,
-    seq: u64,
-    offset: u64,
-    next_batch: u64,
-    has_frames: bool,
-    tracker: Tracker,
-    snapshots: SnapshotStore,
-    shared: Arc<Shared>,
-    /// Operations of the frame being gathered.
-    body: Vec<u8>,
-    /// The encoded frame (reused).
-    frame: Vec<u8>,
-    checkpoint: Vec<u8>,
-    /// (snapshot index, last index) of groups written in this frame,
-    /// including its not yet tracked operations.
-    overlay: HashMap<GroupId, (LogIndex, LogIndex)>,
-    track: Vec<Track>,
-    poisoned: Option<Arc<StorageError>>,
-    carry: Option<Request>,
-    /// Groups whose snapshot moved forward in the last frame.
-    snapshot_changed: Vec<GroupId>,
-    rotated: bool,
-}
-
-impl Writer {
-    fn run(mut self) {
-        loop {
-            let first = match self.carry.take() {
-                Some(r) => r,
-                None => match self.rx.recv() {
-                    Ok(r) => r,
-                    Err(_) => return,
-                },
-            };
-            let mut waiters: Vec<Completion> = Vec::new();
-            let mut shutdown = false;
-            let mut next = Some(first);
-            while let Some(req) = next {
-                match req {
-                    Request::Shutdown => {
-                        shutdown = true;
-                        break;
-                    }
-                    req if self.poisoned.is_some() => {
-                        let p = self
-                            .poisoned
-                            .clone()
-                            .unwrap_or_else(|| Arc::new(StorageError::Closed));
-                        req.fail(StorageError::Poisoned(p));
-                    }
-                    Request::Write { writes, done } => match self.encode_writes(&writes) {
-                        Ok(()) => waiters.push(done),
-                        Err(e) => done(Err(e)),
-                    },
-                    Request::Compact {
-                        group,
-                        index,
-                        meta,
-                        done,
-                    } => match self.encode_compact(group, index, meta) {
-                        Ok(()) => waiters.push(done),
-                        Err(e) => done(Err(e)),
-                    },
-                }
-                if self.body.len() >= self.opts.max_batch_bytes {
-                    self.carry = self.rx.try_recv().ok();
-                    break;
-                }
-                next = self.rx.try_recv().ok();
-            }
-            if !waiters.is_empty() {
-                let result = if self.body.is_empty() {
-                    // Nothing new to write: everything earlier is durable.
-                    Ok(())
-                } else {
-                    self.write_frame()
-                };
-                match result {
-                    Ok(()) => {
-                        self.shared
-                            .submissions
-                            .fetch_add(waiters.len() as u64, Ordering::Relaxed);
-                        for w in waiters {
-                            w(Ok(()));
-                        }
-                        self.housekeeping();
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "write-ahead log failed; refusing further writes");
-                        let p = Arc::new(e);
-                        self.poisoned = Some(p.clone());
-                        for w in waiters {
-                            w(Err(StorageError::Poisoned(p.clone())));
-                        }
-                    }
-                }
-            }
-            self.body.clear();
-            self.overlay.clear();
-            self.track.clear();
-            if shutdown {
-                return;
-            }
-        }
-    }
-
+impl Queue {
     fn view(&self, g: GroupId) -> (LogIndex, LogIndex) {
-        self.overlay.get(&g).copied().unwrap_or_else(|| {
-            self.tracker
-                .group(g)
-                .map_or((LogIndex::ZERO, LogIndex::ZERO), |m| {
-                    (m.snapshot_index(), m.last)
-                })
-        })
+        self.view
+            .get(&g)
+            .copied()
+            .unwrap_or((LogIndex::ZERO, LogIndex::ZERO))
     }
 
     /// Validates one submission as a whole, then encodes it into the frame.
@@ -557,22 +514,23 @@ impl Writer {
             local.insert(g, (snap, last));
             placements.push(placement);
         }
-        self.overlay.extend(local);
+        self.view.extend(local);
         for (w, placement) in writes.iter().zip(placements) {
             let g = w.group;
             if let Some(s) = &w.snapshot {
-                codec::encode_install(&mut self.body, g, s);
-                self.track.push(Track::Install(g, s.clone()));
+                codec::encode_install(&mut self.open.body, g, s);
+                self.open.track.push(Track::Install(g, s.clone()));
             }
             if let (Placement::Store { skip }, Some(l)) = (placement, w.entries.last()) {
                 let entries = &w.entries[skip..];
-                codec::encode_entries(&mut self.body, g, entries);
-                self.track
+                codec::encode_entries(&mut self.open.body, g, entries);
+                self.open
+                    .track
                     .push(Track::Entries(g, entries[0].index, l.index));
             }
             if let Some(hs) = &w.hard_state {
-                codec::encode_hard_state(&mut self.body, g, hs);
-                self.track.push(Track::HardState(g, *hs));
+                codec::encode_hard_state(&mut self.open.body, g, hs);
+                self.open.track.push(Track::HardState(g, *hs));
             }
         }
         Ok(())
@@ -604,44 +562,114 @@ impl Writer {
                 ),
             });
         }
-        codec::encode_compacted(&mut self.body, group, &meta);
-        self.overlay.insert(group, (meta.index, last));
-        self.track.push(Track::Compacted(group, meta));
+        codec::encode_compacted(&mut self.open.body, group, &meta);
+        self.view.insert(group, (meta.index, last));
+        self.open.track.push(Track::Compacted(group, meta));
         Ok(())
     }
+}
 
-    /// Writes the gathered operations as one frame and fsyncs it.
-    fn write_frame(&mut self) -> Result<()> {
-        let seg_size = self.opts.segment_size;
-        let estimate = segment::frame_len(self.body.len()) as u64;
-        if self.has_frames && self.offset + estimate > seg_size {
-            self.rotate()?;
+/// The writer thread's state.
+struct Writer {
+    gate: Arc<Gate>,
+    wal_dir: PathBuf,
+    id: Identity,
+    opts: WalOptions,
+    file: File,
+    seq: u64,
+    offset: u64,
+    next_batch: u64,
+    has_frames: bool,
+    /// What is durable: used for checkpoints and deleting segments.
+    tracker: Tracker,
+    snapshots: SnapshotStore,
+    shared: Arc<Shared>,
+    checkpoint: Vec<u8>,
+    /// Groups whose snapshot moved forward in the last durable frame.
+    snapshot_changed: Vec<GroupId>,
+    rotated: bool,
+}
+
+impl Writer {
+    fn run(mut self) {
+        loop {
+            let batch = {
+                let mut q = self.gate.lock();
+                loop {
+                    if let Some(b) = q.sealed.pop_front() {
+                        break Some(b);
+                    }
+                    if !q.open.waiters.is_empty() {
+                        break Some(std::mem::take(&mut q.open));
+                    }
+                    if q.shutdown {
+                        break None;
+                    }
+                    q = self.gate.work.wait(q).unwrap_or_else(|e| e.into_inner());
+                }
+            };
+            match batch {
+                Some(b) => self.write(b),
+                None => return,
+            }
         }
-        self.checkpoint.clear();
-        if !self.has_frames {
-            self.tracker.encode_checkpoint(&mut self.checkpoint);
+    }
+
+    /// Makes one gathered frame durable and completes its waiters; a frame
+    /// without operations completes at once (everything before it is
+    /// durable). Then forgets what nothing needs any more.
+    fn write(&mut self, batch: Batch) {
+        let Batch {
+            body,
+            track,
+            waiters,
+        } = batch;
+        if body.is_empty() {
+            self.shared
+                .submissions
+                .fetch_add(waiters.len() as u64, Ordering::Relaxed);
+            for w in waiters {
+                w(Ok(()));
+            }
+            return;
         }
-        self.frame.clear();
-        segment::encode_frame(
-            &mut self.frame,
-            self.next_batch,
-            &[&self.checkpoint, &self.body],
-        );
-        let path = self.wal_dir.join(segment::segment_name(self.seq));
-        self.file
-            .write_all_at(&self.frame, self.offset)
-            .map_err(StorageError::io(&path, "appending to the log"))?;
-        self.file
-            .sync_data()
-            .map_err(StorageError::io(&path, "syncing the log"))?;
-        self.offset += self.frame.len() as u64;
-        self.next_batch += 1;
-        self.has_frames = true;
+        if let Err(e) = self.write_frame(&body) {
+            self.poison(e, waiters);
+            return;
+        }
         self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
         self.shared
-            .bytes
-            .fetch_add(self.frame.len() as u64, Ordering::Relaxed);
-        for t in std::mem::take(&mut self.track) {
+            .submissions
+            .fetch_add(waiters.len() as u64, Ordering::Relaxed);
+        for w in waiters {
+            w(Ok(()));
+        }
+        self.apply(track);
+        self.housekeeping();
+    }
+
+    /// After a failed write or fsync: refuse everything from now on, the
+    /// frame's waiters and everything queued included.
+    fn poison(&mut self, e: StorageError, mut waiters: Vec<Completion>) {
+        tracing::error!(error = %e, "write-ahead log failed; refusing further writes");
+        let p = Arc::new(e);
+        {
+            let mut q = self.gate.lock();
+            q.poisoned = Some(p.clone());
+            for b in q.sealed.drain(..) {
+                waiters.extend(b.waiters);
+            }
+            let open = std::mem::take(&mut q.open);
+            waiters.extend(open.waiters);
+        }
+        for w in waiters {
+            w(Err(StorageError::Poisoned(p.clone())));
+        }
+    }
+
+    /// The tracker learns what a durable frame changed.
+    fn apply(&mut self, track: Vec<Track>) {
+        for t in track {
             match t {
                 Track::Install(g, m) => {
                     self.tracker.on_install(g, &m);
@@ -659,6 +687,38 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// Writes `body` as one frame and fsyncs it. The tracker holds every
+    /// earlier frame, so it is up to date for the checkpoint of a new segment.
+    fn write_frame(&mut self, body: &[u8]) -> Result<()> {
+        let seg_size = self.opts.segment_size;
+        let estimate = segment::frame_len(body.len()) as u64;
+        if self.has_frames && self.offset + estimate > seg_size {
+            self.rotate()?;
+        }
+        self.checkpoint.clear();
+        if !self.has_frames {
+            self.tracker.encode_checkpoint(&mut self.checkpoint);
+        }
+        let parts = [&self.checkpoint[..], body];
+        let (header, pad) = segment::frame_header(self.next_batch, &parts);
+        let zeros = [0u8; 8];
+        let len = header.len() + self.checkpoint.len() + body.len() + pad;
+        let path = self.wal_dir.join(segment::segment_name(self.seq));
+        segment::write_all_at(
+            &self.file,
+            &[&header, parts[0], parts[1], &zeros[..pad]],
+            self.offset,
+        )
+        .map_err(StorageError::io(&path, "appending to the log"))?;
+        self.file
+            .sync_data()
+            .map_err(StorageError::io(&path, "syncing the log"))?;
+        self.offset += len as u64;
+        self.next_batch += 1;
+        self.has_frames = true;
+        self.shared.bytes.fetch_add(len as u64, Ordering::Relaxed);
         Ok(())
     }
 
@@ -710,6 +770,13 @@ impl Writer {
                 .segments_deleted
                 .fetch_add(deleted, Ordering::Relaxed);
         }
+        self.shared
+            .live_segments
+            .store(self.tracker.segments() as u64, Ordering::Relaxed);
+        self.shared.pinned_by.store(
+            self.tracker.oldest_pin(self.seq).map_or(u64::MAX, |g| g.0),
+            Ordering::Relaxed,
+        );
         for g in snapshot_groups {
             let Some(index) = self.tracker.group(g).map(|m| m.snapshot_index()) else {
                 continue;
