@@ -235,7 +235,17 @@ async fn finish_or_abort<T>(what: &str, mut task: tokio::task::JoinHandle<T>) {
 /// (an error says why it could not start or had to stop).
 pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     let server = Server::start(options).await?;
-    shutdown_signal().await;
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        why = server.node.failed() => {
+            // Serving without a node would only answer errors; exit so
+            // the supervisor (kubelet, raft local, systemd) sees it.
+            let _ = server.stop.send(true);
+            finish_or_abort("gRPC", server.grpc).await;
+            finish_or_abort("HTTP", server.http).await;
+            anyhow::bail!("{why}");
+        }
+    }
     tracing::info!("shutting down: handing over leadership");
     server.stop().await?;
     tracing::info!("stopped");

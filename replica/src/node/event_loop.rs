@@ -23,6 +23,10 @@ use std::collections::{BTreeMap, HashMap};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
+/// Live log segments beyond which the group pinning the oldest one is
+/// snapshotted (see `release_old_segments`).
+const MAX_PINNED_SEGMENTS: u64 = 4;
+
 /// A group-commit write that became durable (or failed): the readies it
 /// covered and the messages that waited for it.
 pub(super) struct Persisted {
@@ -153,7 +157,7 @@ impl EventLoop {
                 Some(event) = ch.transport_events.recv() => self.on_transport_event(event),
                 Some(done) = ch.snapshot_done.recv() => self.on_snapshot_done(done),
             }
-            self.process_ready();
+            self.process_ready()?;
             self.heartbeat.beat();
             self.metrics.event_loop_turns.inc();
         }
@@ -320,11 +324,26 @@ impl EventLoop {
 
     fn on_tick(&mut self) {
         self.multi.tick();
-        let written = self.wal.stats().bytes;
+        let stats = self.wal.stats();
         self.metrics
             .wal_bytes
-            .inc_by(written.saturating_sub(self.metrics.wal_bytes.get()));
+            .inc_by(stats.bytes.saturating_sub(self.metrics.wal_bytes.get()));
+        self.release_old_segments(stats.live_segments, stats.oldest_segment_pinned_by);
         self.publish_status();
+    }
+
+    /// A group that applies little never reaches its snapshot threshold,
+    /// and its entries in the oldest segment keep every newer segment on
+    /// disk. Once more than [`MAX_PINNED_SEGMENTS`] are live, the group
+    /// holding the oldest one gets a snapshot now.
+    fn release_old_segments(&mut self, live: u64, pinned_by: Option<GroupId>) {
+        let Some(group) = pinned_by else { return };
+        if live <= MAX_PINNED_SEGMENTS || self.snapshots.in_progress(group) {
+            return;
+        }
+        if let Ok(index) = self.take_snapshot(group) {
+            tracing::debug!(%group, %index, live, "snapshot to release old log segments");
+        }
     }
 
     fn on_transport_event(&mut self, event: TransportEvent) {
@@ -384,8 +403,15 @@ impl EventLoop {
                     raft.compact(done.meta.clone());
                 }
                 // The log forgets entries the snapshot covers (and deletes
-                // older snapshot files) once this is recorded.
-                drop(self.wal.compact_to(done.group, done.meta));
+                // older snapshot files) once this is recorded. A failure
+                // poisons the log, which stops the loop at its next write.
+                let group = done.group;
+                let recorded = self.wal.compact_to(group, done.meta);
+                tokio::spawn(async move {
+                    if let Err(e) = recorded.await {
+                        tracing::error!(%group, error = %e, "recording a snapshot in the log failed");
+                    }
+                });
             }
             Err(e) => {
                 self.metrics.snapshots.with_label_values(&["failed"]).inc();
@@ -396,9 +422,9 @@ impl EventLoop {
 
     // ----- outputs -----
 
-    fn process_ready(&mut self) {
+    fn process_ready(&mut self) -> Result<(), StorageFailed> {
         if !self.multi.has_ready() {
-            return;
+            return Ok(());
         }
         let ready: MultiReady = self.multi.ready();
         let readies = ready.persisted();
@@ -421,11 +447,15 @@ impl EventLoop {
                     }
                     Err(e) => {
                         // The core has moved past the snapshot; without its
-                        // data this replica cannot continue safely.
-                        panic!(
-                            "cannot install the snapshot of group {group} at index {}: {e}",
+                        // data this replica cannot continue safely. On
+                        // restart it recovers what is durable and the
+                        // leader sends the snapshot again.
+                        tracing::error!(%group, index = %meta.index, error = %e, "cannot install a snapshot; stopping");
+                        return Err(StorageFailed(format!(
+                            "cannot install the snapshot of group {group} at index {}: {e}; the replica stopped \
+                             (check the volume: space, permissions), then restart it",
                             meta.index
-                        );
+                        )));
                     }
                 }
             }
@@ -483,6 +513,7 @@ impl EventLoop {
             self.serve_waiting_reads(group);
             self.maybe_snapshot(group);
         }
+        Ok(())
     }
 
     fn send_envelope(&mut self, envelope: Envelope) {

@@ -131,6 +131,8 @@ pub struct Node {
     pub handle: NodeHandle,
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), StorageFailed>>,
+    /// Closed when the event loop ends; holds why, if it failed.
+    ended: watch::Receiver<Option<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -254,19 +256,38 @@ impl Node {
             readiness_tx,
             status_tx,
         );
-        let task = tokio::spawn(event_loop.run(Channels {
+        let (ended_tx, ended) = watch::channel(None);
+        let channels = Channels {
             requests,
             inbox,
             transport_events,
             persisted,
             snapshot_done,
             shutdown,
-        }));
+        };
+        let task = tokio::spawn(async move {
+            let result = event_loop.run(channels).await;
+            if let Err(e) = &result {
+                let _ = ended_tx.send(Some(e.0.clone()));
+            }
+            result
+        });
         Ok(Node {
             handle,
             shutdown: Some(shutdown_tx),
             task,
+            ended,
         })
+    }
+
+    /// Resolves if the event loop ends on its own (a storage failure, or a
+    /// bug), with the reason; never while it runs.
+    pub async fn failed(&self) -> String {
+        let mut ended = self.ended.clone();
+        // `changed` fails once the loop's task is gone: it ended either way.
+        let _ = ended.changed().await;
+        let why = ended.borrow().clone();
+        why.unwrap_or_else(|| "the event loop stopped unexpectedly (see the log above)".into())
     }
 
     /// Stops the loop after its current turn and waits for queued writes.
