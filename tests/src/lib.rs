@@ -14,7 +14,8 @@
 //!   with the tail of every replica's log.
 //! - [`wait`] has the bounded waits (a leader, readiness, an applied index)
 //!   and [`load`] a bounded write load that records what was acknowledged.
-//! - [`cli`] runs `raft` client commands as a user would.
+//! - [`cli`] runs `raft` client commands as a user would, and [`log_scan`]
+//!   times events from the replicas' logs.
 //!
 //! The harness never asserts on timings: its deadlines only bound a hang.
 
@@ -25,6 +26,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod load;
+pub mod log_scan;
 pub mod replica;
 pub mod subnet;
 pub mod test_dir;
