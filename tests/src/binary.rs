@@ -8,7 +8,7 @@
 //! [`HarnessError::BinaryMissing`].
 
 use crate::error::HarnessError;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Overrides where the binary is looked for.
 pub const BINARY_VAR: &str = "KUBERAFT_RAFT_BIN";
@@ -24,11 +24,16 @@ pub fn raft_binary() -> Result<PathBuf, HarnessError> {
         };
     }
     let exe = std::env::current_exe().map_err(HarnessError::NoCurrentExe)?;
+    next_to(&exe)
+}
+
+/// The `raft` of the build that produced `exe`.
+fn next_to(exe: &Path) -> Result<PathBuf, HarnessError> {
     // target/<profile>/deps/<test>-<hash> -> target/<profile>/raft
     let profile_dir = exe
         .parent()
         .filter(|deps| deps.ends_with("deps"))
-        .and_then(|deps| deps.parent())
+        .and_then(Path::parent)
         .or_else(|| exe.parent())
         .map(PathBuf::from)
         .unwrap_or_default();
@@ -37,5 +42,36 @@ pub fn raft_binary() -> Result<PathBuf, HarnessError> {
         Ok(path)
     } else {
         Err(HarnessError::BinaryMissing { tried: path })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_binary_is_looked_for_beside_deps() {
+        let err = next_to(Path::new(
+            "/nonexistent/target/release/deps/replication-0123",
+        ))
+        .expect_err("nothing there");
+        let message = err.to_string();
+        assert!(
+            message.contains("/nonexistent/target/release/raft"),
+            "names the place looked at: {message}"
+        );
+        assert!(
+            message.contains("cargo build --release -p kuberaft-replica")
+                && message.contains("cargo test --workspace"),
+            "says how to build it: {message}"
+        );
+    }
+
+    #[test]
+    fn the_binary_of_this_build_is_found() {
+        // This crate's tests run after `cargo build -p kuberaft-replica` or
+        // within `cargo test --workspace`; either way the binary is there.
+        let path = raft_binary().expect("the raft binary of this build");
+        assert_eq!(path.file_name().and_then(|n| n.to_str()), Some("raft"));
     }
 }

@@ -73,3 +73,31 @@ impl Subnet {
         Ipv4Addr::new(127, 0, self.n, host)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_are_exclusive_while_held() {
+        let a = Subnet::claim().expect("a subnet");
+        let b = Subnet::claim().expect("another");
+        assert_ne!(
+            a.number(),
+            b.number(),
+            "two live claims never share a subnet"
+        );
+        let taken = SocketAddrV4::new(a.ip(CLAIM_HOST - 1), 0);
+        assert_eq!(taken.ip().octets()[2], a.number());
+        let claim = SocketAddrV4::new(Ipv4Addr::new(127, 0, a.number(), CLAIM_HOST), CLAIM_PORT);
+        assert!(
+            TcpListener::bind(claim).is_err(),
+            "the claim is held by a listener"
+        );
+        drop(a);
+        assert!(
+            TcpListener::bind(claim).is_ok(),
+            "and released with the Subnet"
+        );
+    }
+}

@@ -1,12 +1,14 @@
 //! SIGKILL of the leader under a write load: a new leader serves writes,
 //! and no acknowledged write is lost. Writes that were in flight when the
 //! leader died are indeterminate: each may or may not be there, but if it
-//! is, it holds the value written.
+//! is, it holds the value written. And a leader paused (SIGSTOP) for longer
+//! than the election timeout is replaced, and on SIGCONT rejoins as a
+//! follower without losing or resurrecting anything.
 
 use kuberaft_proto::kv::Consistency;
 use kuberaft_tests::cluster::DataDir;
 use kuberaft_tests::load::WriteLoad;
-use kuberaft_tests::wait::{WAIT, until};
+use kuberaft_tests::wait::{WAIT, group, is_leader, until};
 use kuberaft_tests::{Cluster, ClusterOptions, bounded};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -107,6 +109,73 @@ async fn sigkill_of_the_leader_under_load_loses_no_acknowledged_write() {
                 "the restarted replica {old_leader} lacks {}",
                 String::from_utf8_lossy(&r.key)
             );
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_leader_is_replaced_and_rejoins_as_a_follower() {
+    bounded(Duration::from_secs(150), async {
+        let mut cluster = Cluster::start("leader-pause", ClusterOptions::default())
+            .await
+            .expect("the cluster starts");
+        let client = cluster.client();
+        for i in 0..20 {
+            client
+                .put(format!("p/{i}").as_bytes(), b"before")
+                .await
+                .expect("put");
+        }
+        let paused = cluster.wait_leader(0).await.expect("leader");
+        let term = group(&cluster.status(paused).await.expect("status"), 0)
+            .expect("group 0")
+            .term;
+        cluster.pause(paused).expect("SIGSTOP");
+
+        let new_leader = cluster
+            .wait_leader(0)
+            .await
+            .expect("a leader among the others");
+        assert_ne!(new_leader, paused);
+        let others: Vec<u64> = cluster
+            .ids()
+            .into_iter()
+            .filter(|id| *id != paused)
+            .collect();
+        let others_client = cluster.client_of(&others);
+        for i in 0..20 {
+            others_client
+                .put(format!("p/{i}").as_bytes(), b"during")
+                .await
+                .expect("writes go on while the old leader is paused");
+        }
+
+        cluster.resume(paused).expect("SIGCONT");
+        until("the resumed replica to follow", WAIT, async || {
+            let s = cluster.status(paused).await.map_err(|e| e.to_string())?;
+            match group(&s, 0) {
+                Some(g) if !is_leader(g) && g.term > term && g.leader != 0 => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await
+        .expect("the old leader steps down when it hears of the new term");
+        let ids = cluster.ids();
+        cluster.wait_converged(&ids, 0).await.expect("converged");
+        let local = cluster.client_of(&[paused]);
+        for i in 0..20 {
+            let key = format!("p/{i}");
+            let r = client
+                .get(key.as_bytes(), Consistency::Linearizable)
+                .await
+                .expect("get");
+            assert_eq!(r.value.as_ref(), b"during", "{key}: the later write wins");
+            let r = local
+                .get(key.as_bytes(), Consistency::Serializable)
+                .await
+                .expect("get on the resumed replica");
+            assert_eq!(r.value.as_ref(), b"during", "{key} on the resumed replica");
         }
     })
     .await;
