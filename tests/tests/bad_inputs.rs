@@ -118,18 +118,35 @@ async fn a_toml_syntax_error_names_the_key() {
     .await;
 }
 
+/// The valid configuration with `key` (a JSON pointer) set to `value` is
+/// refused, and the message names the file and each of `names`.
+async fn refused_with(test: &str, key: &str, value: serde_json::Value, names: &[&str]) {
+    let mut c = valid_config();
+    match c.pointer_mut(key) {
+        Some(slot) => *slot = value,
+        None => {
+            let (parent, name) = key.rsplit_once('/').expect("a JSON pointer");
+            c.pointer_mut(parent)
+                .and_then(serde_json::Value::as_object_mut)
+                .expect("the parent object exists")
+                .insert(name.to_string(), value);
+        }
+    }
+    let (out, path) = serve_config(test, "raft.json", &c.to_string()).await;
+    assert_refused(&out, &path, names);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_key_is_refused_by_name() {
     bounded(LIMIT, async {
-        let mut c = valid_config();
-        c["tik"] = "300ms".into();
-        let (out, path) = serve_config("config-unknown", "raft.json", &c.to_string()).await;
-        assert_refused(&out, &path, &["tik"]);
-
-        let mut c = valid_config();
-        c["peers"][0]["adress"] = "127.0.0.1".into();
-        let (out, path) = serve_config("config-unknown-peer", "raft.json", &c.to_string()).await;
-        assert_refused(&out, &path, &["adress"]);
+        refused_with("config-unknown", "/tik", "300ms".into(), &["tik"]).await;
+        refused_with(
+            "config-unknown-peer",
+            "/peers/0/adress",
+            "127.0.0.1".into(),
+            &["adress"],
+        )
+        .await;
     })
     .await;
 }
@@ -137,20 +154,9 @@ async fn an_unknown_key_is_refused_by_name() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_typed_value_is_refused_by_key() {
     bounded(LIMIT, async {
-        let mut c = valid_config();
-        c["groups"] = "three".into();
-        let (out, path) = serve_config("config-type", "raft.json", &c.to_string()).await;
-        assert_refused(&out, &path, &["groups"]);
-
-        let mut c = valid_config();
-        c["peers"][0]["port"] = serde_json::json!(70000);
-        let (out, path) = serve_config("config-port", "raft.json", &c.to_string()).await;
-        assert_refused(&out, &path, &["port"]);
-
-        let mut c = valid_config();
-        c["tick"] = "soon".into();
-        let (out, path) = serve_config("config-duration", "raft.json", &c.to_string()).await;
-        assert_refused(&out, &path, &["tick", "soon"]);
+        refused_with("config-type", "/groups", "three".into(), &["groups"]).await;
+        refused_with("config-port", "/peers/0/port", 70000.into(), &["port"]).await;
+        refused_with("config-duration", "/tick", "soon".into(), &["tick", "soon"]).await;
     })
     .await;
 }

@@ -180,36 +180,12 @@ async fn an_empty_data_dir_in_an_existing_cluster_neither_votes_nor_campaigns() 
         let mut cluster = Cluster::start("membership-lost-volume", ClusterOptions::default())
             .await
             .expect("the cluster starts");
-        let client = cluster.client();
-        for i in 0..50 {
-            client
-                .put(format!("lv/{i}").as_bytes(), format!("{i}").as_bytes())
-                .await
-                .expect("put");
-        }
-        let leader = cluster.wait_leader(0).await.expect("leader");
-        let lost = [1, 2, 3]
-            .into_iter()
-            .find(|id| *id != leader)
-            .expect("a follower");
-        let other = [1, 2, 3]
-            .into_iter()
-            .find(|id| *id != leader && *id != lost)
-            .expect("the third");
-
-        // The volume is lost: the replica comes back empty, configured (as
-        // after bootstrap) with initial_cluster_state: existing.
-        cluster
-            .restart(lost, DataDir::Empty)
-            .await
-            .expect("restart empty");
-        let waiting = status_until(
-            &cluster,
+        let LostVolume {
+            leader,
             lost,
-            "the empty replica to await its membership",
-            |s| s.awaiting_membership,
-        )
-        .await;
+            other,
+            status: waiting,
+        } = lose_a_volume(&mut cluster, "lv/", 50).await;
         assert!(
             !waiting.ready,
             "a replica awaiting its membership is not ready"
@@ -307,13 +283,27 @@ async fn an_empty_data_dir_in_an_existing_cluster_neither_votes_nor_campaigns() 
     .await;
 }
 
-/// Takes the cluster to the point where replica `lost` restarted on an
-/// empty data directory and awaits its membership; returns (leader, other).
-async fn lose_a_volume(cluster: &mut Cluster) -> (u64, u64, u64) {
+/// Where [`lose_a_volume`] leaves the cluster.
+struct LostVolume {
+    /// The leader of group 0 when the volume was lost.
+    leader: u64,
+    /// The replica that came back on an empty data directory.
+    lost: u64,
+    /// The third replica.
+    other: u64,
+    /// The lost replica's status once it awaits its membership.
+    status: NodeStatus,
+}
+
+/// Writes `<prefix><i>` = `<i>` for `i` below `keys`, then restarts a
+/// follower of group 0 on an empty data directory (configured, as after
+/// bootstrap, with initial_cluster_state: existing) and waits until it
+/// awaits its membership.
+async fn lose_a_volume(cluster: &mut Cluster, prefix: &str, keys: usize) -> LostVolume {
     let client = cluster.client();
-    for i in 0..20 {
+    for i in 0..keys {
         client
-            .put(format!("nl/{i}").as_bytes(), b"x")
+            .put(format!("{prefix}{i}").as_bytes(), format!("{i}").as_bytes())
             .await
             .expect("put");
     }
@@ -330,14 +320,19 @@ async fn lose_a_volume(cluster: &mut Cluster) -> (u64, u64, u64) {
         .restart(lost, DataDir::Empty)
         .await
         .expect("restart empty");
-    status_until(
+    let status = status_until(
         cluster,
         lost,
         "the empty replica to await its membership",
         |s| s.awaiting_membership,
     )
     .await;
-    (leader, lost, other)
+    LostVolume {
+        leader,
+        lost,
+        other,
+        status,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -351,7 +346,12 @@ async fn a_new_leader_does_not_readmit_a_replica_that_lost_its_data() {
         let mut cluster = Cluster::start("membership-readmit", ClusterOptions::default())
             .await
             .expect("the cluster starts");
-        let (leader, lost, other) = lose_a_volume(&mut cluster).await;
+        let LostVolume {
+            leader,
+            lost,
+            other,
+            ..
+        } = lose_a_volume(&mut cluster, "nl/", 20).await;
         // Leadership moves to the third replica: a new leader, which has
         // never replicated to the empty one.
         let out = cluster
