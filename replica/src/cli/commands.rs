@@ -142,8 +142,18 @@ pub enum MemberCommand {
     },
     /// Promote a caught-up learner to voter in every group.
     Promote { id: u64 },
-    /// Remove a replica from every group.
+    /// Remove a replica from every group (and from the member directory).
     Remove { id: u64 },
+    /// Record a member's new address in the member directory.
+    Update {
+        #[arg(long)]
+        id: u64,
+        #[arg(long)]
+        name: String,
+        /// host:port of its gRPC listener.
+        #[arg(long)]
+        address: String,
+    },
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -436,6 +446,27 @@ async fn member(c: &Client, m: MemberCommand, out: &mut impl Write) -> Result<()
                     .promote(admin_pb::MemberRequest { id, group: None })
                     .await
                     .map(|r| r.into_inner())
+            })
+            .await?
+        }
+        MemberCommand::Update { id, name, address } => {
+            let req = admin_pb::UpdateMemberRequest {
+                member: Some(admin_pb::Member {
+                    id,
+                    name,
+                    client_address: address.clone(),
+                    address,
+                }),
+                remove: false,
+            };
+            c.admin_call(|ch| {
+                let req = req.clone();
+                async move {
+                    AdminClient::new(ch)
+                        .update_member(req)
+                        .await
+                        .map(|r| r.into_inner())
+                }
             })
             .await?
         }

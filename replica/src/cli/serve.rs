@@ -301,7 +301,7 @@ fn status_json(handle: &NodeHandle) -> tokio::sync::watch::Receiver<serde_json::
                     "cluster_id": config.cluster_id,
                     "ready": s.readiness.ready,
                     "readiness": s.readiness,
-                    "members": config.members.iter().map(|m| serde_json::json!({
+                    "members": s.members.iter().map(|m| serde_json::json!({
                         "id": m.id.0, "name": m.name, "address": m.address,
                     })).collect::<Vec<_>>(),
                     "groups": s.groups.iter().map(|g| serde_json::json!({
