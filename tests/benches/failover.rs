@@ -10,7 +10,10 @@
 //!   committed by a new leader (a higher term, from the response header) is
 //!   one trial. The killed replica is restarted between trials. Printed:
 //!   median, p90, max; and, to tell the election from the client, when the
-//!   new leader won its election (the time of its own log line).
+//!   new leader won its election (the time of its own log line). The
+//!   trials run twice: with the client as applications use it, and with a
+//!   writer that gives up each write after 100 ms and starts the next, which
+//!   shows what the client's retry backoff adds.
 //! - Throughput: 1 and 64 concurrent clients (one client each) writing
 //!   256-byte values for a bounded time: writes per second, p50 and p99.
 //!
@@ -36,7 +39,14 @@ fn ms(d: Duration) -> String {
 }
 
 /// One failover: (kill to first new-term ack, kill to the election won).
-async fn failover_trial(cluster: &mut Cluster, trial: u64) -> (Duration, Duration) {
+/// `request_timeout` is the writer's deadline per write: the client's own
+/// (30 s, retries with its backoff inside) or a short one, after which the
+/// writer simply starts the next write (a client that never backs off long).
+async fn failover_trial(
+    cluster: &mut Cluster,
+    trial: u64,
+    request_timeout: Duration,
+) -> (Duration, Duration) {
     let leader = cluster.wait_leader(0).await.expect("a leader");
     let ids = cluster.ids();
     cluster.wait_ready(&ids).await.expect("all ready");
@@ -48,8 +58,8 @@ async fn failover_trial(cluster: &mut Cluster, trial: u64) -> (Duration, Duratio
         writes_per_writer: 1_000_000,
         duration: Duration::from_secs(60),
         value_len: 256,
-        key_prefix: format!("failover-{trial}-"),
-        request_timeout: Duration::from_secs(30),
+        key_prefix: format!("failover-{}-{trial}-", request_timeout.as_millis()),
+        request_timeout,
     };
     let running = load.start(|| cluster.client_with_timeout(load.request_timeout));
     until("the writer to get going", WAIT, async || {
@@ -137,40 +147,51 @@ async fn main() {
         options.election_timeout()
     );
 
-    let mut failovers = Vec::new();
-    let mut elections = Vec::new();
-    let mut client_side = Vec::new();
-    for trial in 0..trials {
-        let (failover, election) = failover_trial(&mut cluster, trial).await;
-        println!(
-            "trial {trial}: first acknowledged write {} after the kill (election won after {})",
-            ms(failover),
-            ms(election)
-        );
-        failovers.push(failover);
-        elections.push(election);
-        client_side.push(failover.saturating_sub(election));
-    }
-    failovers.sort();
-    elections.sort();
-    client_side.sort();
-    println!();
-    println!("| leader failover after SIGKILL ({trials} trials) | median | p90 | max |");
-    println!("|---|---|---|---|");
-    for (what, v) in [
-        ("kill to first acknowledged write", &failovers),
-        ("kill to election won (new leader's log)", &elections),
-        ("election won to first acknowledged write", &client_side),
+    // The client as applications use it, then one whose writes give up
+    // after 100 ms (so its retry backoff never grows past that): the
+    // difference is what the client's backoff costs.
+    for (label, request_timeout) in [
+        ("", Duration::from_secs(30)),
+        (
+            ", writer giving up each write after 100 ms",
+            Duration::from_millis(100),
+        ),
     ] {
-        println!(
-            "| {what} | {} | {} | {} |",
-            ms(percentile(v, 0.5)),
-            ms(percentile(v, 0.9)),
-            ms(*v.last().expect("at least one trial"))
-        );
+        let mut failovers = Vec::new();
+        let mut elections = Vec::new();
+        let mut client_side = Vec::new();
+        for trial in 0..trials {
+            let (failover, election) = failover_trial(&mut cluster, trial, request_timeout).await;
+            println!(
+                "trial {trial}{label}: first acknowledged write {} after the kill (election won after {})",
+                ms(failover),
+                ms(election)
+            );
+            failovers.push(failover);
+            elections.push(election);
+            client_side.push(failover.saturating_sub(election));
+        }
+        failovers.sort();
+        elections.sort();
+        client_side.sort();
+        println!();
+        println!("| leader failover after SIGKILL ({trials} trials{label}) | median | p90 | max |");
+        println!("|---|---|---|---|");
+        for (what, v) in [
+            ("kill to first acknowledged write", &failovers),
+            ("kill to election won (new leader's log)", &elections),
+            ("election won to first acknowledged write", &client_side),
+        ] {
+            println!(
+                "| {what} | {} | {} | {} |",
+                ms(percentile(v, 0.5)),
+                ms(percentile(v, 0.9)),
+                ms(*v.last().expect("at least one trial"))
+            );
+        }
+        println!();
     }
 
-    println!();
     println!("| clients | writes acked | writes/s | p50 | p99 | not acked |");
     println!("|---|---|---|---|---|---|");
     for clients in [1, 64] {
