@@ -46,7 +46,7 @@ impl TestDir {
     }
 
     /// Prints where the test's files are and the tail of every log found in
-    /// the directory or one level down.
+    /// the directory (see [`logs`]).
     pub fn report(&self) {
         eprintln!(
             "\n==== test failed; its files are kept in {} ====",
@@ -84,30 +84,32 @@ impl Drop for TestDir {
     }
 }
 
-/// Every `*.log` file in `dir` and its subdirectories, one level down.
+/// How deep [`logs`] looks: `<test>/<replica>/raft.log` and
+/// `<test>/<cluster dir>/<replica>/raft.log` (as `raft local` lays it out).
+const LOG_DEPTH: usize = 3;
+
+/// Every `*.log` file in `dir` and below, down to [`LOG_DEPTH`], skipping
+/// data directories; in path order.
 fn logs(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
+    collect_logs(dir, LOG_DEPTH, &mut out);
+    out.sort();
+    out
+}
+
+fn collect_logs(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
     let Ok(entries) = fs::read_dir(dir) else {
-        return out;
+        return;
     };
-    let mut entries: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-    entries.sort();
-    for path in entries {
+    for path in entries.flatten().map(|e| e.path()) {
         if path.is_dir() {
-            if let Ok(inner) = fs::read_dir(&path) {
-                let mut inner: Vec<PathBuf> = inner
-                    .flatten()
-                    .map(|e| e.path())
-                    .filter(|p| is_log(p))
-                    .collect();
-                inner.sort();
-                out.extend(inner);
+            if depth > 1 && !path.ends_with("data") {
+                collect_logs(&path, depth - 1, out);
             }
         } else if is_log(&path) {
             out.push(path);
         }
     }
-    out
 }
 
 fn is_log(path: &Path) -> bool {
