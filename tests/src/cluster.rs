@@ -220,14 +220,15 @@ impl Cluster {
         }
     }
 
-    /// Defines replica `id` (not started) with [`config_for`](Self::config_for);
-    /// replaces an earlier definition that is not running.
+    /// Defines replica `id` (not started) with [`config_for`](Self::config_for).
+    /// An earlier definition of `id` is replaced, its process killed.
     pub fn define(&mut self, id: u64, new_cluster: bool) -> &mut Replica {
         let config = self.config_for(id, new_cluster);
         self.define_with(id, config)
     }
 
-    /// Defines replica `id` with the configuration given.
+    /// Defines replica `id` with the configuration given (replacing, and
+    /// killing, an earlier definition).
     pub fn define_with(&mut self, id: u64, config: ReplicaConfig) -> &mut Replica {
         let replica = Replica::new(
             id,
