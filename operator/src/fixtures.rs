@@ -825,3 +825,70 @@ async fn a_missing_service_monitor_crd_is_a_warning_not_a_failure() {
     );
     assert!(s.api.get(STS_PATH).is_some(), "everything else was applied");
 }
+
+mod lease {
+    use super::*;
+    use crate::lease::LeaseLock;
+    use std::time::Duration;
+
+    const LEASE: &str =
+        "/apis/coordination.k8s.io/v1/namespaces/kuberaft-system/leases/kuberaft-operator";
+
+    fn lock(api: &FakeApi, identity: &str) -> LeaseLock {
+        LeaseLock::new(
+            client(api.clone()),
+            "kuberaft-system",
+            "kuberaft-operator",
+            identity,
+            Duration::from_secs(15),
+        )
+    }
+
+    fn holder(api: &FakeApi) -> Option<String> {
+        api.get(LEASE)?["spec"]["holderIdentity"]
+            .as_str()
+            .map(String::from)
+    }
+
+    #[tokio::test]
+    async fn the_first_instance_takes_the_lease_and_the_second_waits() {
+        let api = FakeApi::default();
+        let a = lock(&api, "operator-a");
+        let b = lock(&api, "operator-b");
+        assert!(a.try_acquire().await.unwrap(), "a free lease is taken");
+        assert!(
+            !b.try_acquire().await.unwrap(),
+            "a fresh lease is respected"
+        );
+        assert!(a.try_acquire().await.unwrap(), "the holder renews");
+        assert_eq!(holder(&api).as_deref(), Some("operator-a"));
+    }
+
+    #[tokio::test]
+    async fn an_expired_lease_is_taken_over_and_a_released_one_at_once() {
+        let api = FakeApi::default();
+        let a = lock(&api, "operator-a");
+        let b = lock(&api, "operator-b");
+        assert!(a.try_acquire().await.unwrap());
+        // a stops renewing: its last renewal is a minute old.
+        let mut lease = api.get(LEASE).unwrap();
+        lease["spec"]["renewTime"] = json!("2020-01-01T00:00:00.000000Z");
+        api.put(LEASE, lease);
+        assert!(
+            b.try_acquire().await.unwrap(),
+            "an expired lease is taken over"
+        );
+        assert_eq!(holder(&api).as_deref(), Some("operator-b"));
+        assert_eq!(api.get(LEASE).unwrap()["spec"]["leaseTransitions"], 1);
+        assert!(
+            !a.try_acquire().await.unwrap(),
+            "the old holder does not take it back"
+        );
+
+        b.release().await.unwrap();
+        assert!(
+            a.try_acquire().await.unwrap(),
+            "a released lease is free at once"
+        );
+    }
+}
