@@ -335,7 +335,8 @@ fn retryable(status: &Status) -> bool {
     )
 }
 
-fn random_client_id() -> u64 {
+/// 64 random bits (never 0), seeded from the OS.
+pub fn random_client_id() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     // RandomState is seeded from the OS: good enough to keep clients apart.
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();

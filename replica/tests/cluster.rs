@@ -7,6 +7,7 @@ use kuberaft::cli::serve::{ServeOptions, Server};
 use kuberaft::client::{Client, ClientOptions};
 use kuberaft::node::{ClusterState, Member, NodeConfig};
 use kuberaft::raft::{self, NodeId, Role};
+use kuberaft_proto::admin as admin_pb;
 use kuberaft_proto::kv::Consistency;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -29,7 +30,8 @@ impl Cluster {
     }
 
     fn options(&self, id: u64, state: ClusterState) -> ServeOptions {
-        let members = (1..=self.size)
+        // A replica knows at least the initial members and itself.
+        let members = (1..=self.size.max(id))
             .map(|i| Member {
                 id: NodeId(i),
                 name: format!("n{i}"),
@@ -52,6 +54,7 @@ impl Cluster {
             members,
             local_ip: Some(self.ip(id).parse().unwrap()),
             cluster_state: state,
+            rpc_timeout: Duration::from_secs(1),
         };
         ServeOptions {
             node,
@@ -89,7 +92,35 @@ impl Cluster {
         let server = Server::start(self.options(id, ClusterState::Existing))
             .await
             .expect("replica restarts");
-        self.servers[(id - 1) as usize] = Some(server);
+        let slot = (id - 1) as usize;
+        if slot >= self.servers.len() {
+            self.servers.resize_with(slot + 1, || None);
+        }
+        self.servers[slot] = Some(server);
+    }
+
+    fn server(&self, id: u64) -> &Server {
+        self.servers[(id - 1) as usize]
+            .as_ref()
+            .expect("the replica runs")
+    }
+
+    /// Waits until replica `id` has applied `index` in every group.
+    async fn applied(&self, id: u64, index: impl Fn(usize) -> u64) {
+        for _ in 0..400 {
+            let status = self.server(id).handle.status.borrow().clone();
+            if !status.groups.is_empty()
+                && status
+                    .groups
+                    .iter()
+                    .enumerate()
+                    .all(|(i, g)| g.status.applied.0 >= index(i))
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("replica {id} did not catch up");
     }
 
     async fn stop(&mut self, id: u64) {
@@ -232,5 +263,85 @@ async fn writes_and_reads_survive_leader_loss_and_a_full_restart() {
             _ => assert_eq!(got.value.as_ref(), format!("value-{i}").as_bytes()),
         }
     }
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_replica_joins_through_the_member_directory() {
+    let mut c = Cluster::start(32, 3, 2).await;
+    let client = c.client();
+    for i in 0..20 {
+        client
+            .put(format!("k{i}").as_bytes(), b"before")
+            .await
+            .expect("write");
+    }
+    // Replica 4 starts empty in an existing cluster: nobody knows its
+    // address until the admin API records it.
+    c.restart(4).await;
+    let admin = |req| async {
+        let mut a = client.admin();
+        a.add_learner(req).await.expect("add learner").into_inner()
+    };
+    let added = admin(admin_pb::AddLearnerRequest {
+        member: Some(admin_pb::Member {
+            id: 4,
+            name: "n4".into(),
+            address: format!("{}:{PORT}", c.ip(4)),
+            client_address: String::new(),
+        }),
+        group: None,
+    })
+    .await;
+    assert_eq!(added.committed.len(), 2, "added to every group");
+    c.applied(4, |g| added.committed[&(g as u64)]).await;
+    let status = c.server(4).handle.status.borrow().clone();
+    assert!(
+        status.members.iter().any(|m| m.id == NodeId(4)),
+        "the directory names the new member"
+    );
+    assert!(
+        status
+            .groups
+            .iter()
+            .all(|g| g.status.conf_state.learners.contains(&NodeId(4)))
+    );
+
+    let mut a = client.admin();
+    a.promote(admin_pb::MemberRequest { id: 4, group: None })
+        .await
+        .expect("promote");
+    a.remove_member(admin_pb::MemberRequest { id: 1, group: None })
+        .await
+        .expect("remove");
+    c.stop(1).await;
+    for i in 20..30 {
+        client
+            .put(format!("k{i}").as_bytes(), b"after")
+            .await
+            .expect("write without replica 1");
+    }
+    let leader = c.leader().await;
+    let status = c.server(leader).handle.status.borrow().clone();
+    for g in &status.groups {
+        assert_eq!(
+            g.status.conf_state.voters,
+            vec![NodeId(2), NodeId(3), NodeId(4)],
+            "group {}",
+            g.group
+        );
+    }
+    assert!(
+        !status.members.iter().any(|m| m.id == NodeId(1)),
+        "a removed member leaves the directory: {:?}",
+        status.members
+    );
+    let got = Client::new(&[format!("{}:{PORT}", c.ip(4))], ClientOptions::default())
+        .unwrap()
+        .get(b"k3", Consistency::Serializable)
+        .await
+        .unwrap();
+    assert_eq!(got.value.as_ref(), b"before");
+    c.size = 4;
     c.shutdown().await;
 }

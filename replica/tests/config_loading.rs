@@ -4,7 +4,8 @@
 /// Named so that `cargo test config` selects these tests.
 mod config {
     use kuberaft::config::{
-        Config, ConfigError, Format, InitialClusterState, LogLevel, Sources, load, load_text,
+        Config, ConfigError, Format, InitialClusterState, LogFormat, LogLevel, Sources, load,
+        load_text,
     };
     use kuberaft::raft::NodeId;
     use std::collections::BTreeMap;
@@ -93,6 +94,7 @@ mod config {
         assert_eq!(c.rpc_timeout, Duration::from_millis(100));
         assert!(c.aggregate);
         assert_eq!(c.log_level, LogLevel::Trace);
+        assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.peers.len(), 3);
         let alpha = &c.peers[&NodeId(1)];
         assert_eq!(alpha.name, "alpha");
@@ -142,6 +144,7 @@ mod config {
         );
         assert!(!c.aggregate);
         assert_eq!(c.log_level, LogLevel::Debug);
+        assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(
             c.listen_address,
             "0.0.0.0:7000".parse::<SocketAddr>().unwrap()
@@ -279,6 +282,7 @@ mod config {
             ("groups", "1025", &["groups = 1025", "between 1 and 1024"]),
             ("log_level", "6", &["log_level = 6", "0-5"]),
             ("log_level", "\"loud\"", &["log_level = \"loud\"", "trace"]),
+            ("log_format", "\"xml\"", &["log_format = \"xml\"", "json"]),
             (
                 "initial_cluster_state",
                 "\"old\"",

@@ -48,6 +48,13 @@ mod kv {
             key().prop_map(|key| Op::Delete { key }),
             (key(), prop::option::of(value()), prop::option::of(value()))
                 .prop_map(|(key, expected, new)| Op::CompareAndSwap { key, expected, new }),
+            // The member directory shares the log with the map.
+            (1u64..4, value()).prop_map(|(id, address)| Op::SetMember {
+                id,
+                name: Bytes::from(format!("m{id}")),
+                address,
+            }),
+            (1u64..4).prop_map(|id| Op::RemoveMember { id }),
         ]
     }
 
@@ -148,6 +155,8 @@ mod kv {
                     };
                 }
             }
+            // The directory is not part of the map.
+            Op::SetMember { .. } | Op::RemoveMember { .. } => {}
         }
     }
 
@@ -228,6 +237,7 @@ mod kv {
             let mut restored = KvStateMachine::new(G, policy(short));
             restored.restore_snapshot(&bytes[..]).expect("restore");
             prop_assert_eq!(restored.digest(), original.digest());
+            prop_assert_eq!(restored.members(), original.members());
             for e in &log[cut..] {
                 prop_assert_eq!(apply(&mut original, e), apply(&mut restored, e));
             }

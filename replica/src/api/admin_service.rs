@@ -7,10 +7,12 @@
 //! each change is committed.
 
 use super::forward::{Forwarder, was_forwarded};
-use super::kv_service::to_status;
+use super::kv_service::{now_ms, to_status};
+use crate::kv::{Command, MEMBERS_GROUP, Op};
 use crate::node::request::{NodeError, Request as NodeRequest, Served};
 use crate::node::{GroupView, NodeHandle};
 use crate::raft::{ConfChange, ConfChangeKind, GroupId, LogIndex, NodeId, ProgressState, Role};
+use bytes::Bytes;
 use kuberaft_proto::admin as pb;
 use kuberaft_proto::admin::admin_client::AdminClient;
 use kuberaft_proto::admin::admin_server::{Admin, AdminServer};
@@ -18,6 +20,7 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
@@ -95,6 +98,75 @@ impl AdminService {
         }
     }
 
+    /// Writes `member` (or, with `remove`, its removal) into the member
+    /// directory of group 0, here if this replica leads group 0, else at
+    /// its leader; returns the index at which it was applied.
+    async fn record_member(
+        &self,
+        member: pb::Member,
+        remove: bool,
+        forwarded: bool,
+    ) -> Result<LogIndex, Status> {
+        let op = if remove {
+            Op::RemoveMember { id: member.id }
+        } else {
+            Op::SetMember {
+                id: member.id,
+                name: Bytes::from(member.name.clone()),
+                address: Bytes::from(member.address.clone()),
+            }
+        };
+        let command = Command {
+            session: None,
+            proposed_at_ms: now_ms(),
+            op,
+        }
+        .encode();
+        let call = self.node.call(|reply| NodeRequest::Propose {
+            group: MEMBERS_GROUP,
+            command,
+            arrived: Instant::now(),
+            reply,
+        });
+        let outcome = tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(|_| {
+                Status::deadline_exceeded(format!(
+                    "recording member {} in the member directory (group 0) did not commit within {:?}: \
+                     group 0 may have lost its quorum",
+                    member.id, self.timeout
+                ))
+            })?;
+        match outcome {
+            Ok((served, result)) => {
+                result.map_err(|e| Status::failed_precondition(e.to_string()))?;
+                Ok(served.index)
+            }
+            Err(NodeError::NotLeader {
+                leader: Some(leader),
+                ..
+            }) if !forwarded && leader != self.node.config.id => {
+                let ch = self.forwarder.channel(leader)?;
+                let request = pb::UpdateMemberRequest {
+                    member: Some(member),
+                    remove,
+                };
+                let response = AdminClient::new(ch)
+                    .update_member(Forwarder::mark(request))
+                    .await?
+                    .into_inner();
+                response
+                    .committed
+                    .get(&MEMBERS_GROUP.0)
+                    .map(|i| LogIndex(*i))
+                    .ok_or_else(|| {
+                        Status::internal("the leader of group 0 did not report the commit")
+                    })
+            }
+            Err(e) => Err(to_status(e)),
+        }
+    }
+
     /// Waits until this replica has applied `index` of `group`.
     async fn wait_applied(&self, group: GroupId, index: LogIndex) -> Result<(), Status> {
         let mut status = self.node.status.clone();
@@ -136,7 +208,7 @@ impl AdminService {
                 .iter()
                 .map(|g| group_status(config.id, g))
                 .collect(),
-            members: config
+            members: status
                 .members
                 .iter()
                 .map(|m| pb::Member {
@@ -154,6 +226,32 @@ impl AdminService {
                 .any(|g| g.status.conf_state.members().is_empty()),
         }
     }
+}
+
+/// A member to add or record: an id, a name, and a `host:port` address.
+fn check_member(member: &pb::Member, what: &str) -> Result<(), Status> {
+    if member.id == 0 {
+        return Err(Status::invalid_argument(format!(
+            "{what}: node id 0 is reserved; ids start at 1"
+        )));
+    }
+    if member.name.trim().is_empty() || member.name.chars().any(char::is_whitespace) {
+        return Err(Status::invalid_argument(format!(
+            "{what}: member {} needs a name without spaces (e.g. \"delta\")",
+            member.id
+        )));
+    }
+    let port_ok = member
+        .address
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+    if !port_ok || member.address.contains("://") || member.address.len() > 1024 {
+        return Err(Status::invalid_argument(format!(
+            "{what}: the address {:?} of member {} is not host:port (e.g. \"10.0.0.4:3264\" or \"raft-3.raft-peers:3264\")",
+            member.address, member.id
+        )));
+    }
+    Ok(())
 }
 
 fn group_status(me: NodeId, g: &GroupView) -> pb::GroupStatus {
@@ -219,10 +317,11 @@ impl Admin for AdminService {
         let member = req.member.clone().ok_or_else(|| {
             Status::invalid_argument("add learner: the member (id, name, address) is missing")
         })?;
-        if member.id == 0 {
-            return Err(Status::invalid_argument(
-                "add learner: node id 0 is reserved; ids start at 1",
-            ));
+        check_member(&member, "add learner")?;
+        if req.group.is_none() {
+            // First tell every replica where the new member is, so the
+            // leaders of all groups can reach it once it is added.
+            self.record_member(member.clone(), false, forwarded).await?;
         }
         let mut committed = HashMap::new();
         for group in self.groups(req.group)? {
@@ -254,7 +353,43 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::MemberRequest>,
     ) -> Result<Response<pb::MembershipResponse>, Status> {
-        self.member_change(request, ConfChangeKind::Remove).await
+        let top_level = request.get_ref().group.is_none();
+        let forwarded = was_forwarded(&request);
+        let id = request.get_ref().id;
+        let response = self.member_change(request, ConfChangeKind::Remove).await?;
+        if top_level {
+            // Out of every group: it is no longer a member anywhere.
+            let gone = pb::Member {
+                id,
+                ..pb::Member::default()
+            };
+            self.record_member(gone, true, forwarded).await?;
+        }
+        Ok(response)
+    }
+
+    async fn update_member(
+        &self,
+        request: Request<pb::UpdateMemberRequest>,
+    ) -> Result<Response<pb::MembershipResponse>, Status> {
+        let forwarded = was_forwarded(&request);
+        let req = request.into_inner();
+        let member = req.member.ok_or_else(|| {
+            Status::invalid_argument("update member: the member (id, name, address) is missing")
+        })?;
+        if req.remove {
+            if member.id == 0 {
+                return Err(Status::invalid_argument(
+                    "update member: node id 0 is reserved; ids start at 1",
+                ));
+            }
+        } else {
+            check_member(&member, "update member")?;
+        }
+        let index = self.record_member(member, req.remove, forwarded).await?;
+        Ok(Response::new(pb::MembershipResponse {
+            committed: HashMap::from([(MEMBERS_GROUP.0, index.0)]),
+        }))
     }
 
     async fn transfer_leader(

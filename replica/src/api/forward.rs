@@ -17,7 +17,8 @@ pub const FORWARDED: &str = "x-kuberaft-forwarded";
 
 pub struct Forwarder {
     node: NodeHandle,
-    channels: Mutex<HashMap<NodeId, Channel>>,
+    /// Per member: the address a channel was made for, and the channel.
+    channels: Mutex<HashMap<NodeId, (String, Channel)>>,
 }
 
 impl Forwarder {
@@ -28,31 +29,35 @@ impl Forwarder {
         }
     }
 
-    /// A channel to `to`'s gRPC listener, if its address is known.
+    /// A channel to `to`'s gRPC listener, at the address the member
+    /// directory knows now.
     pub fn channel(&self, to: NodeId) -> Result<Channel, Status> {
-        let mut channels = self.channels.lock().expect("not poisoned");
-        if let Some(ch) = channels.get(&to) {
-            return Ok(ch.clone());
-        }
-        let member = self
+        let address = self
             .node
-            .config
+            .status
+            .borrow()
             .members
             .iter()
             .find(|m| m.id == to)
-            .ok_or_else(|| Status::unavailable(format!("the leader (node {to}) is not in this replica's member list; retry another replica")))?;
-        let endpoint = Endpoint::from_shared(format!("http://{}", member.address))
-            .map_err(|e| {
-                Status::internal(format!(
-                    "bad address {:?} of node {to}: {e}",
-                    member.address
+            .map(|m| m.address.clone())
+            .ok_or_else(|| {
+                Status::unavailable(format!(
+                    "node {to} (the leader) is not in this replica's member directory yet; retry another replica"
                 ))
-            })?
+            })?;
+        let mut channels = self.channels.lock().expect("not poisoned");
+        if let Some((known, ch)) = channels.get(&to)
+            && *known == address
+        {
+            return Ok(ch.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|e| Status::internal(format!("bad address {address:?} of node {to}: {e}")))?
             .tcp_nodelay(true)
-            .connect_timeout(std::time::Duration::from_secs(1))
+            .connect_timeout(self.node.config.rpc_timeout)
             .local_address(self.node.config.local_ip);
         let ch = endpoint.connect_lazy();
-        channels.insert(to, ch.clone());
+        channels.insert(to, (address, ch.clone()));
         Ok(ch)
     }
 

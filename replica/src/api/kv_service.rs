@@ -64,7 +64,7 @@ impl KvService {
         op: Op,
     ) -> Result<(Served, kv::Response), WriteOutcome> {
         let session = session(header)?;
-        let group = self.group_of(op.key());
+        let group = op.group(self.node.groups());
         let command = Command {
             session,
             proposed_at_ms: now_ms(),
@@ -186,7 +186,8 @@ fn invalid(e: impl std::fmt::Display) -> Status {
     Status::invalid_argument(e.to_string())
 }
 
-fn now_ms() -> u64 {
+/// The proposal time to stamp on a command: the wall clock in ms.
+pub(super) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

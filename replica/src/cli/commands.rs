@@ -4,13 +4,22 @@
 //! fix it); 2 bad usage; 3 `cas` did not swap because the current value
 //! differs; 4 the cluster did not answer within the timeout (no quorum, no
 //! replica reachable); 5 `get` found no such key.
+//!
+//! Client commands find the cluster from `--endpoints`, else from the peers
+//! of the configuration (`-c FILE`, else `./raft.*`, `~/.raft.*`,
+//! `/etc/raft.*`): run from the directory of `raft local` they need nothing.
 
+use super::local::{self, LocalArgs};
+use super::logging;
 use super::output::status_table;
+use super::serve::{self, ServeOptions};
 use crate::client::{Client, ClientError, ClientOptions};
+use crate::config::{self, ConfigError, LogFormat, LogLevel, Sources};
 use clap::{Args, Parser, Subcommand};
 use kuberaft_proto::admin as admin_pb;
 use kuberaft_proto::kv::Consistency;
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -36,6 +45,10 @@ pub struct Cli {
 /// Where client commands send their requests.
 #[derive(Args, Debug, Clone)]
 pub struct Target {
+    /// The configuration file (JSON, TOML or YAML). Default: the first of
+    /// ./raft.{json,toml,yaml,yml}, ~/.raft.*, /etc/raft.*.
+    #[arg(short = 'c', long = "config", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Replicas to talk to, as host:port[,host:port...].
     #[arg(long, global = true, env = "RAFT_ENDPOINTS", value_delimiter = ',')]
     pub endpoints: Vec<String>,
@@ -46,6 +59,15 @@ pub struct Target {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run a replica until SIGTERM or Ctrl-C (a leader hands over first).
+    Serve {
+        /// This replica's name, one of the peers' names (overrides `name`
+        /// in the file and RAFT_NAME).
+        #[arg(short = 'n', long)]
+        name: Option<String>,
+    },
+    /// Run a whole cluster on this machine (loopback), as child processes.
+    Local(LocalArgs),
     /// Write a value.
     Put { key: String, value: String },
     /// Write a value (the original program's spelling of `put`).
@@ -120,8 +142,18 @@ pub enum MemberCommand {
     },
     /// Promote a caught-up learner to voter in every group.
     Promote { id: u64 },
-    /// Remove a replica from every group.
+    /// Remove a replica from every group (and from the member directory).
     Remove { id: u64 },
+    /// Record a member's new address in the member directory.
+    Update {
+        #[arg(long)]
+        id: u64,
+        #[arg(long)]
+        name: String,
+        /// host:port of its gRPC listener.
+        #[arg(long)]
+        address: String,
+    },
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -143,25 +175,96 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> ExitCode {
-    match execute(cli).await {
-        Ok(code) => ExitCode::from(code),
-        Err(e) => {
-            eprintln!("raft: {e}");
-            ExitCode::from(match e {
-                ClientError::Unavailable { .. } => EXIT_UNAVAILABLE,
-                _ => EXIT_ERROR,
-            })
+    let Cli { target, command } = cli;
+    match command {
+        Command::Serve { name } => serve_command(target.config, name).await,
+        Command::Local(args) => {
+            logging::init(LogLevel::Info, LogFormat::Text);
+            match local::run(args).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("raft local: {e:#}");
+                    ExitCode::from(EXIT_ERROR)
+                }
+            }
+        }
+        command => {
+            logging::init(LogLevel::Warn, LogFormat::Text);
+            match execute(target, command).await {
+                Ok(code) => ExitCode::from(code),
+                Err(e) => {
+                    eprintln!("raft: {e}");
+                    ExitCode::from(match e {
+                        ClientError::Unavailable { .. } => EXIT_UNAVAILABLE,
+                        _ => EXIT_ERROR,
+                    })
+                }
+            }
         }
     }
 }
 
-fn client(target: &Target) -> Result<Client, ClientError> {
+/// `raft serve`: load the configuration, set up logging, serve.
+async fn serve_command(path: Option<PathBuf>, name: Option<String>) -> ExitCode {
+    let loaded = match config::load(&Sources::from_process(path, name)) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("raft serve: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    let c = &loaded.config;
+    logging::init(c.log_level, c.log_format);
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    if c.tls.is_some() {
+        eprintln!(
+            "raft serve: {} configures TLS, but this replica does not serve TLS yet; \
+             remove the tls section (and RAFT_TLS_* variables) to run without it",
+            loaded.path.display()
+        );
+        return ExitCode::from(EXIT_ERROR);
+    }
+    tracing::info!(config = %loaded.path.display(), name = %c.name, "configuration loaded");
+    match serve::serve(ServeOptions::from_config(c)).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("raft serve: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+/// The replicas client commands talk to: `--endpoints`, else the peers of
+/// the configuration.
+pub fn endpoints(target: &Target) -> Result<Vec<String>, ClientError> {
+    if !target.endpoints.is_empty() {
+        return Ok(target.endpoints.clone());
+    }
+    let sources = Sources::from_process(target.config.clone(), None);
+    match config::load_peers(&sources) {
+        Ok((_, peers)) => Ok(peers.values().map(config::Peer::endpoint).collect()),
+        Err(ConfigError::NotFound { .. }) if target.config.is_none() => Err(ClientError::Rejected(
+            "no cluster to talk to: pass --endpoints HOST:PORT[,HOST:PORT...], or -c FILE \
+                 with the cluster's configuration, or run from a directory that holds raft.json \
+                 (such as the --dir of `raft local`)"
+                .into(),
+        )),
+        Err(e) => Err(ClientError::Rejected(format!(
+            "cannot find the cluster's replicas: {e}"
+        ))),
+    }
+}
+
+fn client(target: &Target, endpoints: &[String]) -> Result<Client, ClientError> {
     let options = ClientOptions {
         timeout: target.timeout,
         attempt_timeout: target.timeout.min(Duration::from_secs(3)),
         ..ClientOptions::default()
     };
-    Client::new(&target.endpoints, options)
+    Client::new(endpoints, options)
 }
 
 fn consistency(serializable: bool) -> Consistency {
@@ -172,10 +275,14 @@ fn consistency(serializable: bool) -> Consistency {
     }
 }
 
-async fn execute(cli: Cli) -> Result<u8, ClientError> {
-    let c = client(&cli.target)?;
+async fn execute(target: Target, command: Command) -> Result<u8, ClientError> {
+    let endpoints = endpoints(&target)?;
+    let c = client(&target, &endpoints)?;
     let mut stdout = std::io::stdout().lock();
-    match cli.command {
+    match command {
+        Command::Serve { .. } | Command::Local(_) => {
+            unreachable!("run() handles the server commands")
+        }
         Command::Put { key, value } | Command::Commit { key, value } => {
             c.put(key.as_bytes(), value.as_bytes()).await?;
         }
@@ -258,8 +365,8 @@ async fn execute(cli: Cli) -> Result<u8, ClientError> {
                     .map(|(e, s)| format!("{e}: {}", s.as_ref().err().cloned().unwrap_or_default()))
                     .unwrap_or_default();
                 return Err(ClientError::Unavailable {
-                    timeout: cli.target.timeout,
-                    endpoints: cli.target.endpoints.join(","),
+                    timeout: target.timeout,
+                    endpoints: endpoints.join(","),
                     last,
                 });
             }
@@ -339,6 +446,27 @@ async fn member(c: &Client, m: MemberCommand, out: &mut impl Write) -> Result<()
                     .promote(admin_pb::MemberRequest { id, group: None })
                     .await
                     .map(|r| r.into_inner())
+            })
+            .await?
+        }
+        MemberCommand::Update { id, name, address } => {
+            let req = admin_pb::UpdateMemberRequest {
+                member: Some(admin_pb::Member {
+                    id,
+                    name,
+                    client_address: address.clone(),
+                    address,
+                }),
+                remove: false,
+            };
+            c.admin_call(|ch| {
+                let req = req.clone();
+                async move {
+                    AdminClient::new(ch)
+                        .update_member(req)
+                        .await
+                        .map(|r| r.into_inner())
+                }
             })
             .await?
         }

@@ -2,6 +2,8 @@
 //! cluster as a client or an administrator.
 
 pub mod commands;
+pub mod local;
+pub mod logging;
 mod output;
 pub mod serve;
 

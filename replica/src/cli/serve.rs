@@ -10,10 +10,11 @@ use crate::api::admin_service::AdminService;
 use crate::api::forward::Forwarder;
 use crate::api::http::{HttpState, router};
 use crate::api::kv_service::KvService;
+use crate::config::{self, InitialClusterState};
 use crate::metrics::Metrics;
 use crate::node::request::Request as NodeRequest;
-use crate::node::{Node, NodeConfig, NodeHandle};
-use crate::raft::{GroupId, Role};
+use crate::node::{ClusterState, Member, Node, NodeConfig, NodeHandle};
+use crate::raft::{self, GroupId, Role};
 use crate::storage::{Identity, Wal, WalOptions};
 use crate::transport::{PeerService, TransportConfig};
 use std::net::SocketAddr;
@@ -36,6 +37,59 @@ pub struct ServeOptions {
     pub request_timeout: Duration,
     /// How long shutdown waits for leadership to move away.
     pub handover_timeout: Duration,
+}
+
+/// How long a client request may wait for its commit or read.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Requests the event loop takes into one turn (one append) at most.
+pub const MAX_REQUESTS_PER_TURN: usize = 1024;
+
+impl ServeOptions {
+    /// What a loaded configuration asks for.
+    pub fn from_config(c: &config::Config) -> ServeOptions {
+        let mut raft = raft::Config::new(c.self_id);
+        raft.election_ticks = c.election_ticks;
+        let members = c
+            .peers
+            .values()
+            .map(|p| Member {
+                id: p.id,
+                name: p.name.clone(),
+                address: p.endpoint(),
+            })
+            .collect();
+        let node = NodeConfig {
+            cluster_id: c.cluster_id.clone(),
+            id: c.self_id,
+            name: c.name.clone(),
+            groups: c.groups,
+            tick: c.tick,
+            raft,
+            aggregate: c.aggregate,
+            max_requests_per_turn: MAX_REQUESTS_PER_TURN,
+            snapshot_threshold: c.snapshot_threshold,
+            // Absolute, so logs and errors name the real place.
+            data_dir: std::path::absolute(&c.data_dir).unwrap_or_else(|_| c.data_dir.clone()),
+            members,
+            // Outgoing connections leave from our own address when we have
+            // one, so peers (and firewalls) see who is calling.
+            local_ip: c.me().ip_address,
+            cluster_state: match c.initial_cluster_state {
+                InitialClusterState::New => ClusterState::New,
+                InitialClusterState::Existing => ClusterState::Existing,
+            },
+            rpc_timeout: c.rpc_timeout,
+        };
+        ServeOptions {
+            node,
+            listen: c.listen_address,
+            metrics_listen: c.metrics_address,
+            max_message_bytes: usize::try_from(c.max_message_bytes).unwrap_or(usize::MAX),
+            request_timeout: REQUEST_TIMEOUT,
+            // A handover needs the target to catch up and win one election.
+            handover_timeout: (c.election_timeout() * 2).max(Duration::from_secs(2)),
+        }
+    }
 }
 
 /// A running replica: its node, its gRPC and HTTP servers.
@@ -66,6 +120,7 @@ impl Server {
             node_config.data_dir.join("incoming"),
         );
         transport.local_ip = node_config.local_ip;
+        transport.connect_timeout = node_config.rpc_timeout;
         transport.max_message_bytes = options.max_message_bytes;
         transport.peers = node_config
             .members
@@ -162,8 +217,13 @@ impl Server {
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 
 async fn finish_or_abort<T>(what: &str, mut task: tokio::task::JoinHandle<T>) {
-    if tokio::time::timeout(DRAIN_TIMEOUT, &mut task).await.is_err() {
-        tracing::warn!("the {what} listener still had open requests after {DRAIN_TIMEOUT:?}; closing them");
+    if tokio::time::timeout(DRAIN_TIMEOUT, &mut task)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "the {what} listener still had open requests after {DRAIN_TIMEOUT:?}; closing them"
+        );
         task.abort();
         let _ = task.await;
     }
@@ -241,7 +301,7 @@ fn status_json(handle: &NodeHandle) -> tokio::sync::watch::Receiver<serde_json::
                     "cluster_id": config.cluster_id,
                     "ready": s.readiness.ready,
                     "readiness": s.readiness,
-                    "members": config.members.iter().map(|m| serde_json::json!({
+                    "members": s.members.iter().map(|m| serde_json::json!({
                         "id": m.id.0, "name": m.name, "address": m.address,
                     })).collect::<Vec<_>>(),
                     "groups": s.groups.iter().map(|g| serde_json::json!({

@@ -65,6 +65,7 @@ fn set(raw: &mut RawConfig, key: &str, var: &str, value: &str) -> Result<bool, C
         "timeout" => field!(raw.timeout),
         "aggregate" => field!(raw.aggregate),
         "log_level" => field!(raw.log_level),
+        "log_format" => field!(raw.log_format),
         "listen_address" => field!(raw.listen_address),
         "metrics_address" => field!(raw.metrics_address),
         "snapshot_threshold" => field!(raw.snapshot_threshold),

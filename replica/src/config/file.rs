@@ -32,6 +32,8 @@ pub struct RawConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_level: Option<RawLogLevel>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub listen_address: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_address: Option<String>,

@@ -24,6 +24,7 @@
 //! | `timeout` | `1s` | RPC timeout |
 //! | `aggregate` | `true` | batch concurrent client appends into one proposal |
 //! | `log_level` | 3 | 0-5: off, error, warn, info, debug, trace (a name works too) |
+//! | `log_format` | `text` | `text` for people, `json` (one object per line) for log collectors |
 //! | `listen_address` | own `ip_address` (else `0.0.0.0`) and own `port` | the one gRPC port |
 //! | `metrics_address` | listen host, own `metrics_port` (else `port` + 1000) | HTTP `/metrics` `/healthz` `/readyz` |
 //! | `snapshot_threshold` | 10000 | entries applied between snapshots |
@@ -57,6 +58,7 @@ mod validate;
 pub use error::{ConfigError, Problem};
 pub use file::Format;
 pub use search::Sources;
+pub use validate::METRICS_PORT_OFFSET;
 
 use crate::raft::NodeId;
 use std::collections::BTreeMap;
@@ -123,6 +125,24 @@ impl fmt::Display for LogLevel {
     }
 }
 
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl LogFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
 /// TLS files, checked to exist when the configuration was loaded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsFiles {
@@ -186,6 +206,7 @@ pub struct Config {
     pub rpc_timeout: Duration,
     pub aggregate: bool,
     pub log_level: LogLevel,
+    pub log_format: LogFormat,
     pub listen_address: SocketAddr,
     pub metrics_address: SocketAddr,
     pub snapshot_threshold: u64,
@@ -225,6 +246,25 @@ impl Config {
 
 /// Finds, reads, overrides and checks the configuration.
 pub fn load(sources: &Sources) -> Result<Loaded, ConfigError> {
+    let (path, format, text, mut warnings) = read(sources)?;
+    let mut loaded = load_text(&text, format, &path, sources)?;
+    warnings.append(&mut loaded.warnings);
+    loaded.warnings = warnings;
+    Ok(loaded)
+}
+
+/// The peers of the configuration found from `sources`, checked: what a
+/// client needs to find the cluster. Unlike [`load`] it needs no `name`.
+pub fn load_peers(sources: &Sources) -> Result<(PathBuf, BTreeMap<NodeId, Peer>), ConfigError> {
+    let (path, format, text, _) = read(sources)?;
+    let mut raw = file::parse(&text, format, &path)?;
+    let (overridden, _) = env::apply(&mut raw, &sources.env)?;
+    let peers = validate::resolve_peers(&raw, &overridden, &path)?;
+    Ok((path, peers))
+}
+
+/// Finds and reads the file; warns about candidates it shadows.
+fn read(sources: &Sources) -> Result<(PathBuf, Format, String, Vec<String>), ConfigError> {
     let mut warnings = Vec::new();
     let path = match &sources.path {
         Some(path) => path.clone(),
@@ -250,10 +290,7 @@ pub fn load(sources: &Sources) -> Result<Loaded, ConfigError> {
         path: path.clone(),
         source,
     })?;
-    let mut loaded = load_text(&text, format, &path, sources)?;
-    warnings.append(&mut loaded.warnings);
-    loaded.warnings = warnings;
-    Ok(loaded)
+    Ok((path, format, text, warnings))
 }
 
 /// Like [`load`] for text already in hand; `path` is only for messages.

@@ -3,7 +3,7 @@
 
 use super::error::{ConfigError, Problem};
 use super::file::{RawConfig, RawLogLevel, RawPeer, RawTls};
-use super::{Config, InitialClusterState, LogLevel, Peer, TlsFiles};
+use super::{Config, InitialClusterState, LogFormat, LogLevel, Peer, TlsFiles};
 use crate::kv::MAX_COMMAND_BYTES;
 use crate::raft::NodeId;
 use std::collections::{BTreeMap, BTreeSet};
@@ -261,6 +261,19 @@ pub fn resolve(
     let rpc_timeout = c.duration("timeout", raw.timeout.as_ref(), DEFAULT_TIMEOUT);
     let aggregate = raw.aggregate.unwrap_or(true);
     let log_level = log_level(&mut c, raw.log_level.as_ref());
+    let log_format = match raw.log_format.as_deref().map(str::trim) {
+        None | Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(other) => {
+            c.report(
+                "log_format",
+                quote(other),
+                "is not a log format",
+                "use \"text\" (for people) or \"json\" (for log collectors)",
+            );
+            LogFormat::Text
+        }
+    };
     let snapshot_threshold = c.range(
         "snapshot_threshold",
         raw.snapshot_threshold,
@@ -342,6 +355,7 @@ pub fn resolve(
         rpc_timeout,
         aggregate,
         log_level,
+        log_format,
         listen_address,
         metrics_address,
         snapshot_threshold,
@@ -349,6 +363,28 @@ pub fn resolve(
         tls,
         peers,
     })
+}
+
+/// Checks only `peers` (what a client needs to find the cluster).
+pub fn resolve_peers(
+    raw: &RawConfig,
+    overridden: &BTreeMap<String, String>,
+    path: &Path,
+) -> Result<BTreeMap<NodeId, Peer>, ConfigError> {
+    let mut c = Checker {
+        overridden,
+        cli_name: false,
+        problems: Vec::new(),
+    };
+    let peers = peers(&mut c, raw.peers.as_deref());
+    if c.problems.is_empty() {
+        Ok(peers)
+    } else {
+        Err(ConfigError::Invalid {
+            path: path.to_path_buf(),
+            problems: c.problems,
+        })
+    }
 }
 
 fn log_level(c: &mut Checker<'_>, raw: Option<&RawLogLevel>) -> LogLevel {
@@ -569,6 +605,7 @@ pub fn to_raw(config: &Config) -> RawConfig {
         timeout: Some(duration(config.rpc_timeout)),
         aggregate: Some(config.aggregate),
         log_level: Some(RawLogLevel::Number(config.log_level as u64)),
+        log_format: Some(config.log_format.as_str().to_string()),
         listen_address: Some(config.listen_address.to_string()),
         metrics_address: Some(config.metrics_address.to_string()),
         snapshot_threshold: Some(config.snapshot_threshold),

@@ -23,9 +23,22 @@
 //! cas:    opt   expected value     (opt = u8 0 | u8 1 then bytes)
 //!         opt   new value          (absent: delete the key on success)
 //! ```
+//!
+//! Two operations maintain the cluster's member directory (where each
+//! replica can be reached), in group 0 only; they carry a member id where
+//! the others carry a key:
+//!
+//! ```text
+//! u8 version, u8 operation (4 set member, 5 remove member), varint client,
+//! varint seq, varint proposal time, then
+//! varint  member id
+//! set:    bytes name, bytes address (host:port)
+//! ```
 
 use super::codec::{self, DecodeError, Reader};
 use super::limits::{self, LimitError};
+use super::placement::group_for_key;
+use crate::raft::GroupId;
 use bytes::{BufMut, Bytes, BytesMut};
 use std::fmt;
 use std::num::NonZeroU64;
@@ -37,6 +50,8 @@ pub const COMMAND_VERSION: u8 = 1;
 const OP_PUT: u8 = 1;
 const OP_DELETE: u8 = 2;
 const OP_CAS: u8 = 3;
+const OP_SET_MEMBER: u8 = 4;
+const OP_REMOVE_MEMBER: u8 = 5;
 
 /// A client session: chosen by the client (at random, 64 bits), never 0.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -93,28 +108,61 @@ pub enum Op {
         expected: Option<Bytes>,
         new: Option<Bytes>,
     },
+    /// Records where member `id` of the cluster can be reached (group 0).
+    SetMember {
+        id: u64,
+        name: Bytes,
+        address: Bytes,
+    },
+    /// Forgets member `id` (group 0).
+    RemoveMember {
+        id: u64,
+    },
 }
 
+/// The group that holds the cluster's member directory.
+pub const MEMBERS_GROUP: GroupId = GroupId(0);
+
 impl Op {
-    pub fn key(&self) -> &Bytes {
+    /// The key a key-value operation works on; `None` for member operations.
+    pub fn key(&self) -> Option<&Bytes> {
         match self {
-            Op::Put { key, .. } | Op::Delete { key } | Op::CompareAndSwap { key, .. } => key,
+            Op::Put { key, .. } | Op::Delete { key } | Op::CompareAndSwap { key, .. } => Some(key),
+            Op::SetMember { .. } | Op::RemoveMember { .. } => None,
+        }
+    }
+
+    /// The group (of `groups`) that must apply this operation.
+    pub fn group(&self, groups: u32) -> GroupId {
+        match self.key() {
+            Some(key) => group_for_key(key, groups),
+            None => MEMBERS_GROUP,
         }
     }
 
     /// Checks the key and every value against the size limits: what the API
     /// layer calls before proposing, and what apply checks again.
     pub fn validate(&self) -> Result<(), LimitError> {
-        limits::validate_key(self.key())?;
         match self {
-            Op::Put { value, .. } => limits::validate_value(value),
-            Op::Delete { .. } => Ok(()),
-            Op::CompareAndSwap { expected, new, .. } => {
+            Op::Put { key, value } => {
+                limits::validate_key(key)?;
+                limits::validate_value(value)
+            }
+            Op::Delete { key } => limits::validate_key(key),
+            Op::CompareAndSwap { key, expected, new } => {
+                limits::validate_key(key)?;
                 if let Some(v) = expected {
                     limits::validate_value(v)?;
                 }
                 new.as_ref().map_or(Ok(()), |v| limits::validate_value(v))
             }
+            Op::SetMember { name, address, .. } => {
+                // A member's name and address are keys of the directory in
+                // all but name: the key limit bounds them.
+                limits::validate_key(name)?;
+                limits::validate_key(address)
+            }
+            Op::RemoveMember { .. } => Ok(()),
         }
     }
 }
@@ -145,6 +193,10 @@ impl Command {
                     + codec::opt_bytes_len(expected.as_deref())
                     + codec::opt_bytes_len(new.as_deref())
             }
+            Op::SetMember { id, name, address } => {
+                codec::varint_len(*id) + bytes(name) + bytes(address)
+            }
+            Op::RemoveMember { id } => codec::varint_len(*id),
         };
         2 + codec::varint_len(client)
             + codec::varint_len(seq)
@@ -160,18 +212,29 @@ impl Command {
             Op::Put { .. } => OP_PUT,
             Op::Delete { .. } => OP_DELETE,
             Op::CompareAndSwap { .. } => OP_CAS,
+            Op::SetMember { .. } => OP_SET_MEMBER,
+            Op::RemoveMember { .. } => OP_REMOVE_MEMBER,
         });
         codec::put_varint(&mut buf, client);
         codec::put_varint(&mut buf, seq);
         codec::put_varint(&mut buf, self.proposed_at_ms);
-        codec::put_bytes(&mut buf, self.op.key());
         match &self.op {
-            Op::Put { value, .. } => codec::put_bytes(&mut buf, value),
-            Op::Delete { .. } => {}
-            Op::CompareAndSwap { expected, new, .. } => {
+            Op::Put { key, value } => {
+                codec::put_bytes(&mut buf, key);
+                codec::put_bytes(&mut buf, value);
+            }
+            Op::Delete { key } => codec::put_bytes(&mut buf, key),
+            Op::CompareAndSwap { key, expected, new } => {
+                codec::put_bytes(&mut buf, key);
                 codec::put_opt_bytes(&mut buf, expected.as_deref());
                 codec::put_opt_bytes(&mut buf, new.as_deref());
             }
+            Op::SetMember { id, name, address } => {
+                codec::put_varint(&mut buf, *id);
+                codec::put_bytes(&mut buf, name);
+                codec::put_bytes(&mut buf, address);
+            }
+            Op::RemoveMember { id } => codec::put_varint(&mut buf, *id),
         }
         buf.freeze()
     }
@@ -205,17 +268,26 @@ impl Command {
             }
         };
         let proposed_at_ms = r.varint("proposal time")?;
-        let key = r.bytes("key")?;
         let op = match op {
             OP_PUT => Op::Put {
-                key,
+                key: r.bytes("key")?,
                 value: r.bytes("value")?,
             },
-            OP_DELETE => Op::Delete { key },
+            OP_DELETE => Op::Delete {
+                key: r.bytes("key")?,
+            },
             OP_CAS => Op::CompareAndSwap {
-                key,
+                key: r.bytes("key")?,
                 expected: r.opt_bytes("expected value")?,
                 new: r.opt_bytes("new value")?,
+            },
+            OP_SET_MEMBER => Op::SetMember {
+                id: r.varint("member id")?,
+                name: r.bytes("member name")?,
+                address: r.bytes("member address")?,
+            },
+            OP_REMOVE_MEMBER => Op::RemoveMember {
+                id: r.varint("member id")?,
             },
             tag => {
                 return Err(DecodeError::UnknownTag {
@@ -416,7 +488,21 @@ mod tests {
             },
             ..cas()
         };
-        for c in [put, delete, cas()] {
+        let set_member = Command {
+            session: None,
+            proposed_at_ms: 5,
+            op: Op::SetMember {
+                id: 4,
+                name: Bytes::from_static(b"delta"),
+                address: Bytes::from_static(b"127.0.0.4:3264"),
+            },
+        };
+        let remove_member = Command {
+            session: None,
+            proposed_at_ms: 6,
+            op: Op::RemoveMember { id: 4 },
+        };
+        for c in [put, delete, cas(), set_member, remove_member] {
             let bytes = c.encode();
             assert_eq!(bytes.len(), c.encoded_len());
             assert_eq!(Command::decode(&bytes), Ok(c));

@@ -105,6 +105,26 @@ pub struct KvStateMachine {
     pub(super) data_digest: u64,
     /// Key and value bytes held by the map.
     pub(super) data_bytes: u64,
+    /// The cluster's member directory (kept by group 0): member id to
+    /// where it can be reached.
+    pub(super) members: BTreeMap<u64, MemberRecord>,
+}
+
+/// Where a member of the cluster can be reached, as the member directory
+/// records it. A removed member leaves a record with an empty address (a
+/// tombstone), so that the configuration file's peer list, which seeds the
+/// directory, cannot bring it back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberRecord {
+    pub name: Bytes,
+    /// `host:port` of its gRPC listener; empty once removed.
+    pub address: Bytes,
+}
+
+impl MemberRecord {
+    pub fn is_removed(&self) -> bool {
+        self.address.is_empty()
+    }
 }
 
 impl KvStateMachine {
@@ -131,6 +151,7 @@ impl KvStateMachine {
             clock_ms: 0,
             data_digest: 0,
             data_bytes: 0,
+            members: BTreeMap::new(),
         }
     }
 
@@ -246,6 +267,24 @@ impl KvStateMachine {
             Op::Delete { key } => Ok(Response::Delete {
                 existed: self.write(key, None),
             }),
+            Op::SetMember { id, name, address } => {
+                let record = MemberRecord {
+                    name: Bytes::copy_from_slice(name),
+                    address: Bytes::copy_from_slice(address),
+                };
+                self.members.insert(*id, record);
+                Ok(Response::Put)
+            }
+            Op::RemoveMember { id } => {
+                let tombstone = MemberRecord {
+                    name: Bytes::new(),
+                    address: Bytes::new(),
+                };
+                let old = self.members.insert(*id, tombstone);
+                Ok(Response::Delete {
+                    existed: old.is_some_and(|m| !m.is_removed()),
+                })
+            }
             Op::CompareAndSwap { key, expected, new } => {
                 let current = self.map.get(key.as_ref());
                 if current != expected.as_ref() {
@@ -337,6 +376,11 @@ impl KvStateMachine {
         page
     }
 
+    /// The member directory: every member recorded, by id.
+    pub fn members(&self) -> &BTreeMap<u64, MemberRecord> {
+        &self.members
+    }
+
     /// Every pair, in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&Bytes, &Bytes)> {
         self.map.iter()
@@ -357,6 +401,10 @@ impl KvStateMachine {
             for f in fields {
                 h = mix(h ^ f);
             }
+        }
+        for (id, m) in &self.members {
+            h = mix(h ^ *id);
+            h = mix(h ^ entry_hash(&m.name, &m.address));
         }
         Digest {
             applied: self.applied_index,

@@ -46,13 +46,14 @@ pub mod snapshot;
 
 pub use codec::DecodeError;
 pub use command::{
-    COMMAND_VERSION, ClientId, Command, CommandError, CommandResult, Op, Response, SessionRef,
+    COMMAND_VERSION, ClientId, Command, CommandError, CommandResult, MEMBERS_GROUP, Op, Response,
+    SessionRef,
 };
 pub use limits::{
     LimitError, MAX_COMMAND_BYTES, MAX_KEY_BYTES, MAX_SCAN_BYTES, MAX_SCAN_LIMIT, MAX_VALUE_BYTES,
     validate_key, validate_value,
 };
-pub use machine::{Applied, ApplyError, Digest, KvStateMachine, ScanPage};
+pub use machine::{Applied, ApplyError, Digest, KvStateMachine, MemberRecord, ScanPage};
 pub use placement::group_for_key;
 pub use session::SessionPolicy;
 pub use snapshot::{SnapshotError, SnapshotInfo};

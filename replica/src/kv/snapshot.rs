@@ -6,11 +6,11 @@
 //! in only once the whole snapshot, checksum included, has been verified: a
 //! corrupt or truncated snapshot leaves the state machine as it was.
 //!
-//! # Format (version 1)
+//! # Format (version 2)
 //!
 //! ```text
 //! header   8 bytes  magic "KRAFTKV\0"
-//!          u8       version (1)
+//!          u8       version (2)
 //!          u64 LE   group id, applied index, applied term,
 //!                   replicated clock (ms)
 //! records  u8       tag
@@ -18,18 +18,22 @@
 //!          body:    pair    (tag 1): bytes key, bytes value
 //!                   session (tag 2): varint client, varint seq,
 //!                                    varint last active (ms), response
-//!                   end     (tag 0): varint pairs, varint sessions
+//!                   member  (tag 3): varint id, bytes name, bytes address
+//!                   end     (tag 0): varint pairs, varint sessions,
+//!                                    varint members
 //! trailer  u32 LE   CRC32C of every byte before it
 //! ```
 //!
 //! Pairs come in strictly increasing key order, then sessions in strictly
-//! increasing client order, then exactly one end record; the reader must end
-//! right after the trailer.
+//! increasing client order, then members in strictly increasing id order,
+//! then exactly one end record; the reader must end right after the
+//! trailer. Version 1 is version 2 without members (its end record has two
+//! counts); it is still read.
 
 use super::codec::{self, DecodeError, Reader};
 use super::command::{self, ClientId};
 use super::limits::{self, MAX_KEY_BYTES, MAX_VALUE_BYTES};
-use super::machine::{KvStateMachine, entry_hash};
+use super::machine::{KvStateMachine, MemberRecord, entry_hash};
 use super::session::{Session, Sessions};
 use crate::raft::{GroupId, LogIndex, Term};
 use bytes::{Bytes, BytesMut};
@@ -38,7 +42,9 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 use thiserror::Error;
 
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"KRAFTKV\0";
-pub const SNAPSHOT_VERSION: u8 = 1;
+pub const SNAPSHOT_VERSION: u8 = 2;
+/// The oldest version this replica still reads.
+pub const OLDEST_SNAPSHOT_VERSION: u8 = 1;
 const HEADER_BYTES: usize = 8 + 1 + 4 * 8;
 /// The largest record body: a session caching a maximal value, or a pair of
 /// a maximal key and value, with their length prefixes.
@@ -47,6 +53,7 @@ pub const MAX_RECORD_BYTES: usize = MAX_KEY_BYTES + MAX_VALUE_BYTES + 64;
 const TAG_END: u8 = 0;
 const TAG_PAIR: u8 = 1;
 const TAG_SESSION: u8 = 2;
+const TAG_MEMBER: u8 = 3;
 
 /// What a snapshot holds, as read from its header and trailer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,9 +161,19 @@ impl KvStateMachine {
             w.put_varint(body.len() as u64)?;
             w.put(&body)?;
         }
+        for (id, m) in &self.members {
+            body.clear();
+            codec::put_varint(&mut body, *id);
+            codec::put_bytes(&mut body, &m.name);
+            codec::put_bytes(&mut body, &m.address);
+            w.put(&[TAG_MEMBER])?;
+            w.put_varint(body.len() as u64)?;
+            w.put(&body)?;
+        }
         body.clear();
         codec::put_varint(&mut body, self.map.len() as u64);
         codec::put_varint(&mut body, self.sessions.len() as u64);
+        codec::put_varint(&mut body, self.members.len() as u64);
         w.put(&[TAG_END])?;
         w.put_varint(body.len() as u64)?;
         w.put(&body)?;
@@ -185,6 +202,7 @@ impl KvStateMachine {
         self.clock_ms = restored.clock_ms;
         self.data_digest = restored.data_digest;
         self.data_bytes = restored.data_bytes;
+        self.members = restored.members;
         Ok(restored.info)
     }
 }
@@ -196,6 +214,7 @@ struct Restored {
     sessions: Sessions,
     data_digest: u64,
     data_bytes: u64,
+    members: BTreeMap<u64, MemberRecord>,
 }
 
 /// A reader that checksums and counts what it consumes.
@@ -311,7 +330,7 @@ fn read_snapshot<R: Read>(group: GroupId, reader: R) -> Result<Restored, Snapsho
         return Err(SnapshotError::BadMagic { found: magic });
     }
     let version = r.u8("header")?;
-    if version != SNAPSHOT_VERSION {
+    if !(OLDEST_SNAPSHOT_VERSION..=SNAPSHOT_VERSION).contains(&version) {
         return Err(SnapshotError::UnsupportedVersion {
             found: version,
             supported: SNAPSHOT_VERSION,
@@ -332,6 +351,7 @@ fn read_snapshot<R: Read>(group: GroupId, reader: R) -> Result<Restored, Snapsho
     let mut map: BTreeMap<Bytes, Bytes> = BTreeMap::new();
     let mut sessions = Sessions::default();
     let mut last_client: Option<ClientId> = None;
+    let mut members: BTreeMap<u64, MemberRecord> = BTreeMap::new();
     let (mut data_digest, mut data_bytes) = (0u64, 0u64);
     loop {
         let record_offset = r.offset;
@@ -349,7 +369,7 @@ fn read_snapshot<R: Read>(group: GroupId, reader: R) -> Result<Restored, Snapsho
         let mut b = Reader::new(&body);
         match tag {
             TAG_PAIR => {
-                if !sessions.is_empty() {
+                if !sessions.is_empty() || !members.is_empty() {
                     return Err(corrupt(record_offset, "a pair follows the sessions".into()));
                 }
                 let key = b.bytes("key").map_err(|e| decode_error(record_offset, e))?;
@@ -381,6 +401,12 @@ fn read_snapshot<R: Read>(group: GroupId, reader: R) -> Result<Restored, Snapsho
                 })();
                 let (client, seq, last_active_ms, result) =
                     session.map_err(|e| decode_error(record_offset, e))?;
+                if !members.is_empty() {
+                    return Err(corrupt(
+                        record_offset,
+                        "a session follows the members".into(),
+                    ));
+                }
                 let Some(client) = ClientId::new(client) else {
                     return Err(corrupt(record_offset, "a session has client id 0".into()));
                 };
@@ -400,22 +426,52 @@ fn read_snapshot<R: Read>(group: GroupId, reader: R) -> Result<Restored, Snapsho
                     },
                 );
             }
+            TAG_MEMBER if version >= 2 => {
+                let member = (|| {
+                    let id = b.varint("member id")?;
+                    let name = b.bytes("member name")?;
+                    let address = b.bytes("member address")?;
+                    b.finish()?;
+                    Ok((id, name, address))
+                })();
+                let (id, name, address) = member.map_err(|e| decode_error(record_offset, e))?;
+                if members
+                    .last_key_value()
+                    .is_some_and(|(last, _)| *last >= id)
+                {
+                    return Err(corrupt(
+                        record_offset,
+                        "members are not in strictly increasing id order".into(),
+                    ));
+                }
+                members.insert(id, MemberRecord { name, address });
+            }
             TAG_END => {
                 let counts = (|| {
                     let pairs = b.varint("pair count")?;
                     let sessions = b.varint("session count")?;
+                    let members = if version >= 2 {
+                        b.varint("member count")?
+                    } else {
+                        0
+                    };
                     b.finish()?;
-                    Ok((pairs, sessions))
+                    Ok((pairs, sessions, members))
                 })();
-                let (pairs, session_count) = counts.map_err(|e| decode_error(record_offset, e))?;
-                if pairs != map.len() as u64 || session_count != sessions.len() as u64 {
+                let (pairs, session_count, member_count) =
+                    counts.map_err(|e| decode_error(record_offset, e))?;
+                if pairs != map.len() as u64
+                    || session_count != sessions.len() as u64
+                    || member_count != members.len() as u64
+                {
                     return Err(corrupt(
                         record_offset,
                         format!(
-                            "the end record counts {pairs} pairs and {session_count} sessions, \
-                             but the snapshot holds {} and {}",
+                            "the end record counts {pairs} pairs, {session_count} sessions and \
+                             {member_count} members, but the snapshot holds {}, {} and {}",
                             map.len(),
-                            sessions.len()
+                            sessions.len(),
+                            members.len()
                         ),
                     ));
                 }
@@ -449,5 +505,6 @@ fn read_snapshot<R: Read>(group: GroupId, reader: R) -> Result<Restored, Snapsho
         sessions,
         data_digest,
         data_bytes,
+        members,
     })
 }

@@ -8,11 +8,12 @@
 //! send messages, hand writes to the group-commit thread, apply committed
 //! entries, answer clients.
 
+use super::directory::Directory;
 use super::health::{Check, Heartbeat, Readiness};
 use super::request::{NodeError, Query, ReadResult, Reply, Request, Served};
 use super::snapshots::{SnapshotDone, Snapshots};
 use super::{GroupView, NodeConfig, NodeStatus};
-use crate::kv::{self, Applied, KvStateMachine};
+use crate::kv::{self, Applied, KvStateMachine, MEMBERS_GROUP};
 use crate::metrics::Metrics;
 use crate::multi::{Envelope, GroupMessage, MultiRaft, MultiReady};
 use crate::raft::{Entry, GroupId, LogIndex, MessageBody, NodeId, Raft, ReadContext, Role, Term};
@@ -55,6 +56,7 @@ pub(super) struct EventLoop {
     config: NodeConfig,
     multi: MultiRaft,
     machines: BTreeMap<GroupId, KvStateMachine>,
+    directory: Directory,
     transport: Transport,
     wal: Wal,
     persisted_tx: mpsc::UnboundedSender<Persisted>,
@@ -92,6 +94,7 @@ impl EventLoop {
         config: NodeConfig,
         multi: MultiRaft,
         machines: BTreeMap<GroupId, KvStateMachine>,
+        directory: Directory,
         transport: Transport,
         wal: Wal,
         persisted_tx: mpsc::UnboundedSender<Persisted>,
@@ -105,6 +108,7 @@ impl EventLoop {
             config,
             multi,
             machines,
+            directory,
             transport,
             wal,
             persisted_tx,
@@ -448,7 +452,12 @@ impl EventLoop {
             if let Some(soft) = rd.soft_state {
                 self.on_leader_change(group, soft.leader, soft.role);
             }
+            let installed = rd.snapshot.is_some();
+            let applied = !rd.committed_entries.is_empty();
             self.apply(group, rd.committed_entries);
+            if group == MEMBERS_GROUP && (installed || applied) {
+                self.refresh_directory();
+            }
             for read_state in rd.read_states {
                 if let Some(read) = self.reads_by_context.remove(&read_state.context) {
                     self.reads_waiting_apply
@@ -627,6 +636,35 @@ impl EventLoop {
         if leader.is_some() {
             tracing::info!(%group, leader = ?leader, ?role, "leader known");
         }
+    }
+
+    /// Group 0 applied entries (or a snapshot): the member directory may
+    /// have changed; if so, peers are (re)addressed and the status shows it.
+    fn refresh_directory(&mut self) {
+        let Some(machine) = self.machines.get(&MEMBERS_GROUP) else {
+            return;
+        };
+        if !self.directory.refresh(machine.members()) {
+            return;
+        }
+        let members = self.directory.members().to_vec();
+        let gone: Vec<NodeId> = self
+            .transport
+            .peers()
+            .map(|(id, _)| id)
+            .filter(|id| !members.iter().any(|m| m.id == *id))
+            .collect();
+        for id in gone {
+            self.transport.remove_peer(id);
+        }
+        for m in &members {
+            self.transport.set_peer(m.id, m.address.clone());
+        }
+        tracing::info!(
+            members = ?members.iter().map(|m| format!("{}={}@{}", m.id, m.name, m.address)).collect::<Vec<_>>(),
+            "member directory changed"
+        );
+        self.status.send_modify(|s| s.members = members);
     }
 
     // ----- snapshots -----

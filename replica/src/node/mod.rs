@@ -12,17 +12,19 @@
 //! with no membership: it neither votes nor campaigns until a leader sends
 //! it a snapshot, i.e. until it is added back.
 
+mod directory;
 mod event_loop;
 pub mod health;
 pub mod request;
 mod snapshots;
 
-use crate::kv::{KvStateMachine, SessionPolicy};
+use crate::kv::{KvStateMachine, MEMBERS_GROUP, SessionPolicy};
 use crate::metrics::Metrics;
 use crate::multi::MultiRaft;
 use crate::raft::{self, GroupId, LogIndex, NodeId, Raft, RecoveredState, Status};
 use crate::storage::{GroupWrite, Wal};
 use crate::transport::{Inbound, Transport, TransportConfig};
+use directory::Directory;
 pub use event_loop::StorageFailed;
 use event_loop::{Channels, EventLoop};
 use health::{Heartbeat, Readiness};
@@ -71,6 +73,8 @@ pub struct NodeConfig {
     /// The local address outgoing connections are bound to.
     pub local_ip: Option<std::net::IpAddr>,
     pub cluster_state: ClusterState,
+    /// How long connecting to a peer may take (the original `timeout`).
+    pub rpc_timeout: Duration,
 }
 
 /// One group as the status endpoints show it.
@@ -87,6 +91,8 @@ pub struct GroupView {
 pub struct NodeStatus {
     pub groups: Vec<GroupView>,
     pub readiness: Readiness,
+    /// The member directory: every member and where it is reached.
+    pub members: Vec<Member>,
 }
 
 /// How the API layer reaches the event loop.
@@ -142,7 +148,7 @@ impl Node {
     pub async fn start(
         config: NodeConfig,
         mut wal: Wal,
-        transport_config: TransportConfig,
+        mut transport_config: TransportConfig,
         inbox: mpsc::Receiver<Inbound>,
         metrics: Metrics,
     ) -> Result<Node, StartError> {
@@ -204,12 +210,26 @@ impl Node {
             );
         }
 
+        let no_records = BTreeMap::new();
+        let records = machines
+            .get(&MEMBERS_GROUP)
+            .map_or(&no_records, KvStateMachine::members);
+        let directory = Directory::new(&config.members, records);
+        transport_config.peers = directory
+            .members()
+            .iter()
+            .map(|m| (m.id, m.address.clone()))
+            .collect();
+
         let (persisted_tx, persisted) = mpsc::unbounded_channel();
         let (events_tx, transport_events) = mpsc::unbounded_channel();
         let transport = Transport::start(&transport_config, events_tx);
         let heartbeat = Heartbeat::default();
         let (readiness_tx, readiness) = watch::channel(Readiness::default());
-        let (status_tx, status) = watch::channel(NodeStatus::default());
+        let (status_tx, status) = watch::channel(NodeStatus {
+            members: directory.members().to_vec(),
+            ..NodeStatus::default()
+        });
         let (requests_tx, requests) = mpsc::channel(16 * 1024);
         let (shutdown_tx, shutdown) = oneshot::channel();
         let handle = NodeHandle {
@@ -224,6 +244,7 @@ impl Node {
             config,
             multi,
             machines,
+            directory,
             transport,
             wal,
             persisted_tx,

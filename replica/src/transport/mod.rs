@@ -92,24 +92,23 @@ pub enum TransportEvent {
 
 /// The sending half of a node's transport: one sender per peer.
 pub struct Transport {
+    config: TransportConfig,
+    events: mpsc::UnboundedSender<TransportEvent>,
     peers: BTreeMap<NodeId, PeerSender>,
 }
 
 impl Transport {
     /// Starts a sender task per peer. Must be called inside a tokio runtime.
     pub fn start(config: &TransportConfig, events: mpsc::UnboundedSender<TransportEvent>) -> Self {
-        let peers = config
-            .peers
-            .iter()
-            .filter(|(id, _)| **id != config.node)
-            .map(|(&id, addr)| {
-                (
-                    id,
-                    PeerSender::start(config, id, addr.clone(), events.clone()),
-                )
-            })
-            .collect();
-        Transport { peers }
+        let mut transport = Transport {
+            config: config.clone(),
+            events,
+            peers: BTreeMap::new(),
+        };
+        for (&id, addr) in &config.peers {
+            transport.set_peer(id, addr.clone());
+        }
+        transport
     }
 
     /// Queues messages for `to`. Never blocks; drops (and reports the peer
@@ -137,25 +136,24 @@ impl Transport {
         }
     }
 
-    /// Adds or re-addresses a peer (a membership change).
-    pub fn set_peer(
-        &mut self,
-        config: &TransportConfig,
-        id: NodeId,
-        addr: String,
-        events: mpsc::UnboundedSender<TransportEvent>,
-    ) {
-        if id == config.node {
+    /// Adds or re-addresses a peer (a membership change). Re-addressing
+    /// replaces its stream; messages queued for the old address are lost,
+    /// which Raft tolerates.
+    pub fn set_peer(&mut self, id: NodeId, addr: String) {
+        if id == self.config.node || self.peers.get(&id).is_some_and(|p| p.addr() == addr) {
             return;
         }
-        if self.peers.get(&id).is_some_and(|p| p.addr() == addr) {
-            return;
-        }
-        self.peers
-            .insert(id, PeerSender::start(config, id, addr, events));
+        let sender = PeerSender::start(&self.config, id, addr, self.events.clone());
+        self.peers.insert(id, sender);
     }
 
+    /// Stops sending to a peer (it left the cluster).
     pub fn remove_peer(&mut self, id: NodeId) {
         self.peers.remove(&id);
+    }
+
+    /// The peers messages can be sent to, with their addresses.
+    pub fn peers(&self) -> impl Iterator<Item = (NodeId, &str)> {
+        self.peers.iter().map(|(id, p)| (*id, p.addr()))
     }
 }
