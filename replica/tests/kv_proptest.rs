@@ -49,10 +49,11 @@ mod kv {
             (key(), prop::option::of(value()), prop::option::of(value()))
                 .prop_map(|(key, expected, new)| Op::CompareAndSwap { key, expected, new }),
             // The member directory shares the log with the map.
-            (1u64..4, value()).prop_map(|(id, address)| Op::SetMember {
+            (1u64..4, value(), any::<u64>()).prop_map(|(id, address, incarnation)| Op::SetMember {
                 id,
                 name: Bytes::from(format!("m{id}")),
                 address,
+                incarnation,
             }),
             (1u64..4).prop_map(|id| Op::RemoveMember { id }),
         ]

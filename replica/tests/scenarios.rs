@@ -19,8 +19,9 @@
 //! Commands (node lists are `1,2,3`; `all` means every live node):
 //! - `cluster voters=1,2,3 [pre-vote=B] [check-quorum=B] [election=T] [heartbeat=T]
 //!   [max-append-bytes=N] [max-inflight=N] [read-only=safe|lease]` — a new group;
-//! - `add-node N` — start N with an empty disk (a new node, or a crashed one
-//!   that lost its volume);
+//! - `add-node N [rejoining=B]` — start N with an empty disk (a new node, or a
+//!   crashed one that lost its volume; `rejoining=true` as the replica starts
+//!   such a node: no vote until `readmit N`, which works once N is a learner);
 //! - `crash N` (only the disk survives) / `restart N`;
 //! - `campaign N`, `tick NODES [COUNT]`, `run [COUNT]` (tick every live node,
 //!   then `stabilize`, COUNT times);
@@ -256,6 +257,7 @@ struct Seen {
     vote: Option<NodeId>,
     commit: LogIndex,
     conf: ConfState,
+    rejoining: bool,
 }
 
 /// The durable part of one Ready, and what may be sent once it is durable.
@@ -413,7 +415,16 @@ impl World {
                         "{id:?} is running: crash it first to give it a new disk"
                     ));
                 }
-                self.start(id, Disk::default())?;
+                // rejoining=true: the empty disk of a node that was a
+                // member (a lost volume), as the replica starts it.
+                let disk = Disk {
+                    hard_state: HardState {
+                        rejoining: args.flag("rejoining", false)?,
+                        ..HardState::default()
+                    },
+                    ..Disk::default()
+                };
+                self.start(id, disk)?;
             }
             "crash" => {
                 let id = args.node(0)?;
@@ -429,6 +440,12 @@ impl World {
                 self.network.retain(|env| env.msg.to != id);
             }
             "restart" => self.restart(args.node(0)?)?,
+            "readmit" => self.with_raft(args.node(0)?, |raft| {
+                if !raft.readmit() {
+                    return Err("not re-admitted: not rejoining, or not a learner yet".into());
+                }
+                Ok(())
+            })?,
             "campaign" => self.with_raft(args.node(0)?, |raft| {
                 raft.campaign();
                 Ok(())
@@ -1030,6 +1047,9 @@ impl World {
         if before.conf != now.conf {
             parts.push(fmt_conf(&now.conf));
         }
+        if before.rejoining && !now.rejoining {
+            parts.push("re-admitted: may vote again".into());
+        }
         if now.role == Role::Leader {
             let first = *self.leaders.entry(now.term).or_insert(id);
             if first != id {
@@ -1203,6 +1223,7 @@ impl Seen {
             vote: s.vote,
             commit: s.commit,
             conf: s.conf_state,
+            rejoining: s.rejoining,
         }
     }
 }

@@ -98,6 +98,7 @@ impl Op {
                 term,
                 vote: Some(NodeId(1)),
                 commit: from.prev(),
+                rejoining: false,
             }),
         })
     }

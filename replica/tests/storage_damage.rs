@@ -77,6 +77,7 @@ impl Fixture {
                         term,
                         vote: Some(NodeId(1)),
                         commit: from.prev(),
+                        rejoining: false,
                     }),
                 };
                 apply(&mut state, &w);

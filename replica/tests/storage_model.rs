@@ -39,6 +39,7 @@ enum Step {
         group: u64,
         vote: Option<u64>,
         commit_back: u64,
+        rejoining: bool,
     },
     /// A snapshot from the leader at `ahead` past the end of the log (or,
     /// negative, inside it): the log restarts after it.
@@ -71,8 +72,8 @@ fn step() -> impl Strategy<Value = Step> {
             .prop_map(|(group, back, count, len, with_hard_state)| Step::Append {
                 group, back, count, len, with_hard_state
             }),
-        2 => (group.clone(), proptest::option::of(1..4u64), 0..4u64)
-            .prop_map(|(group, vote, commit_back)| Step::HardState { group, vote, commit_back }),
+        2 => (group.clone(), proptest::option::of(1..4u64), 0..4u64, any::<bool>())
+            .prop_map(|(group, vote, commit_back, rejoining)| Step::HardState { group, vote, commit_back, rejoining }),
         1 => (group.clone(), -3..20i64).prop_map(|(group, ahead)| Step::Install { group, ahead }),
         2 => (group.clone(), 0..10u64).prop_map(|(group, back)| Step::Compact { group, back }),
         2 => (1..5u64, 0..300usize).prop_map(|(count, len)| Step::Multi { count, len }),
@@ -182,6 +183,7 @@ impl Run {
                     term: self.terms[&g],
                     vote: Some(NodeId(1)),
                     commit: from.prev(),
+                    rejoining: false,
                 });
                 self.append(vec![GroupWrite {
                     group: g,
@@ -194,6 +196,7 @@ impl Run {
                 group,
                 vote,
                 commit_back,
+                rejoining,
             } => {
                 let g = GroupId(group);
                 let s = self.staged(g);
@@ -202,6 +205,7 @@ impl Run {
                     term,
                     vote: vote.map(NodeId),
                     commit: LogIndex(last_index(&s).0.saturating_sub(commit_back)),
+                    rejoining,
                 };
                 self.append(vec![GroupWrite {
                     group: g,
@@ -230,6 +234,7 @@ impl Run {
                         term: t,
                         vote: None,
                         commit: index,
+                        rejoining: false,
                     }),
                 }]);
             }
@@ -265,6 +270,7 @@ impl Run {
                             term: self.terms[&g],
                             vote: Some(NodeId(2)),
                             commit,
+                            rejoining: false,
                         }),
                     };
                     apply(&mut self.staged, &w);

@@ -104,6 +104,7 @@ impl AdminService {
     async fn record_member(
         &self,
         member: pb::Member,
+        incarnation: u64,
         remove: bool,
         forwarded: bool,
     ) -> Result<LogIndex, Status> {
@@ -114,6 +115,7 @@ impl AdminService {
                 id: member.id,
                 name: Bytes::from(member.name.clone()),
                 address: Bytes::from(member.address.clone()),
+                incarnation,
             }
         };
         let command = Command {
@@ -150,6 +152,7 @@ impl AdminService {
                 let request = pb::UpdateMemberRequest {
                     member: Some(member),
                     remove,
+                    incarnation,
                 };
                 let response = AdminClient::new(ch)
                     .update_member(Forwarder::mark(request))
@@ -165,6 +168,59 @@ impl AdminService {
             }
             Err(e) => Err(to_status(e)),
         }
+    }
+
+    /// Asks the replica at `member.address` who it is: it must be node
+    /// `member.id` of this cluster. Returns its incarnation.
+    async fn identify(&self, member: &pb::Member, what: &str) -> Result<u64, Status> {
+        let endpoint =
+            tonic::transport::Endpoint::from_shared(format!("http://{}", member.address))
+                .map_err(|e| {
+                    Status::invalid_argument(format!(
+                        "{what}: bad address {:?}: {e}",
+                        member.address
+                    ))
+                })?
+                .connect_timeout(self.node.config.rpc_timeout)
+                .timeout(self.timeout.min(Duration::from_secs(5)))
+                .local_address(self.node.config.local_ip);
+        let status = async {
+            let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
+            AdminClient::new(channel)
+                .status(pb::StatusRequest {})
+                .await
+                .map(Response::into_inner)
+                .map_err(|s| s.message().to_string())
+        }
+        .await
+        .map_err(|e| {
+            Status::failed_precondition(format!(
+                "{what}: cannot reach member {} at {} to confirm who it is ({e}); start it first \
+                 (with initial_cluster_state: existing and an empty data directory), then retry",
+                member.id, member.address
+            ))
+        })?;
+        let config = &self.node.config;
+        if status.cluster_id != config.cluster_id {
+            return Err(Status::failed_precondition(format!(
+                "{what}: the replica at {} belongs to cluster {:?}, not to this cluster {:?}; \
+                 check the address, or give it cluster_id {:?}",
+                member.address, status.cluster_id, config.cluster_id, config.cluster_id
+            )));
+        }
+        if status.node_id != member.id {
+            return Err(Status::failed_precondition(format!(
+                "{what}: the replica at {} is node {}, not node {}; check the id or the address",
+                member.address, status.node_id, member.id
+            )));
+        }
+        if status.incarnation == 0 {
+            return Err(Status::failed_precondition(format!(
+                "{what}: the replica at {} reports no incarnation (an older version?); upgrade it first",
+                member.address
+            )));
+        }
+        Ok(status.incarnation)
     }
 
     /// Waits until this replica has applied `index` of `group`.
@@ -220,10 +276,11 @@ impl AdminService {
                 .collect(),
             ready: status.readiness.ready,
             not_ready: status.readiness.failures(),
+            incarnation: self.node.incarnation,
             awaiting_membership: status
                 .groups
                 .iter()
-                .any(|g| g.status.conf_state.members().is_empty()),
+                .any(|g| g.status.rejoining || g.status.conf_state.members().is_empty()),
         }
     }
 }
@@ -320,8 +377,12 @@ impl Admin for AdminService {
         check_member(&member, "add learner")?;
         if req.group.is_none() {
             // First tell every replica where the new member is, so the
-            // leaders of all groups can reach it once it is added.
-            self.record_member(member.clone(), false, forwarded).await?;
+            // leaders of all groups can reach it once it is added, and which
+            // incarnation of it is admitted (a replica that lost its volume
+            // votes again only once this names its new incarnation).
+            let incarnation = self.identify(&member, "add learner").await?;
+            self.record_member(member.clone(), incarnation, false, forwarded)
+                .await?;
         }
         let mut committed = HashMap::new();
         for group in self.groups(req.group)? {
@@ -363,7 +424,7 @@ impl Admin for AdminService {
                 id,
                 ..pb::Member::default()
             };
-            self.record_member(gone, true, forwarded).await?;
+            self.record_member(gone, 0, true, forwarded).await?;
         }
         Ok(response)
     }
@@ -377,16 +438,23 @@ impl Admin for AdminService {
         let member = req.member.ok_or_else(|| {
             Status::invalid_argument("update member: the member (id, name, address) is missing")
         })?;
-        if req.remove {
+        let incarnation = if req.remove {
             if member.id == 0 {
                 return Err(Status::invalid_argument(
                     "update member: node id 0 is reserved; ids start at 1",
                 ));
             }
+            0
         } else {
             check_member(&member, "update member")?;
-        }
-        let index = self.record_member(member, req.remove, forwarded).await?;
+            match req.incarnation {
+                0 => self.identify(&member, "update member").await?,
+                known => known,
+            }
+        };
+        let index = self
+            .record_member(member, incarnation, req.remove, forwarded)
+            .await?;
         Ok(Response::new(pb::MembershipResponse {
             committed: HashMap::from([(MEMBERS_GROUP.0, index.0)]),
         }))

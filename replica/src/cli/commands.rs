@@ -458,6 +458,7 @@ async fn member(c: &Client, m: MemberCommand, out: &mut impl Write) -> Result<()
                     address,
                 }),
                 remove: false,
+                incarnation: 0,
             };
             c.admin_call(|ch| {
                 let req = req.clone();

@@ -32,7 +32,7 @@
 //! u8 version, u8 operation (4 set member, 5 remove member), varint client,
 //! varint seq, varint proposal time, then
 //! varint  member id
-//! set:    bytes name, bytes address (host:port)
+//! set:    bytes name, bytes address (host:port), varint incarnation
 //! ```
 
 use super::codec::{self, DecodeError, Reader};
@@ -108,11 +108,13 @@ pub enum Op {
         expected: Option<Bytes>,
         new: Option<Bytes>,
     },
-    /// Records where member `id` of the cluster can be reached (group 0).
+    /// Records where member `id` of the cluster can be reached (group 0),
+    /// and which incarnation of its data directory was admitted.
     SetMember {
         id: u64,
         name: Bytes,
         address: Bytes,
+        incarnation: u64,
     },
     /// Forgets member `id` (group 0).
     RemoveMember {
@@ -193,8 +195,16 @@ impl Command {
                     + codec::opt_bytes_len(expected.as_deref())
                     + codec::opt_bytes_len(new.as_deref())
             }
-            Op::SetMember { id, name, address } => {
-                codec::varint_len(*id) + bytes(name) + bytes(address)
+            Op::SetMember {
+                id,
+                name,
+                address,
+                incarnation,
+            } => {
+                codec::varint_len(*id)
+                    + bytes(name)
+                    + bytes(address)
+                    + codec::varint_len(*incarnation)
             }
             Op::RemoveMember { id } => codec::varint_len(*id),
         };
@@ -229,10 +239,16 @@ impl Command {
                 codec::put_opt_bytes(&mut buf, expected.as_deref());
                 codec::put_opt_bytes(&mut buf, new.as_deref());
             }
-            Op::SetMember { id, name, address } => {
+            Op::SetMember {
+                id,
+                name,
+                address,
+                incarnation,
+            } => {
                 codec::put_varint(&mut buf, *id);
                 codec::put_bytes(&mut buf, name);
                 codec::put_bytes(&mut buf, address);
+                codec::put_varint(&mut buf, *incarnation);
             }
             Op::RemoveMember { id } => codec::put_varint(&mut buf, *id),
         }
@@ -285,6 +301,7 @@ impl Command {
                 id: r.varint("member id")?,
                 name: r.bytes("member name")?,
                 address: r.bytes("member address")?,
+                incarnation: r.varint("member incarnation")?,
             },
             OP_REMOVE_MEMBER => Op::RemoveMember {
                 id: r.varint("member id")?,
@@ -495,6 +512,7 @@ mod tests {
                 id: 4,
                 name: Bytes::from_static(b"delta"),
                 address: Bytes::from_static(b"127.0.0.4:3264"),
+                incarnation: 0x1234_5678_9abc_def1,
             },
         };
         let remove_member = Command {

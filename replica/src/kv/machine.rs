@@ -119,6 +119,9 @@ pub struct MemberRecord {
     pub name: Bytes,
     /// `host:port` of its gRPC listener; empty once removed.
     pub address: Bytes,
+    /// The incarnation of the member's data directory that was admitted
+    /// (see `storage::Wal::incarnation`); 0 if unknown.
+    pub incarnation: u64,
 }
 
 impl MemberRecord {
@@ -267,10 +270,16 @@ impl KvStateMachine {
             Op::Delete { key } => Ok(Response::Delete {
                 existed: self.write(key, None),
             }),
-            Op::SetMember { id, name, address } => {
+            Op::SetMember {
+                id,
+                name,
+                address,
+                incarnation,
+            } => {
                 let record = MemberRecord {
                     name: Bytes::copy_from_slice(name),
                     address: Bytes::copy_from_slice(address),
+                    incarnation: *incarnation,
                 };
                 self.members.insert(*id, record);
                 Ok(Response::Put)
@@ -279,6 +288,7 @@ impl KvStateMachine {
                 let tombstone = MemberRecord {
                     name: Bytes::new(),
                     address: Bytes::new(),
+                    incarnation: 0,
                 };
                 let old = self.members.insert(*id, tombstone);
                 Ok(Response::Delete {
@@ -404,7 +414,7 @@ impl KvStateMachine {
         }
         for (id, m) in &self.members {
             h = mix(h ^ *id);
-            h = mix(h ^ entry_hash(&m.name, &m.address));
+            h = mix(h ^ entry_hash(&m.name, &m.address) ^ m.incarnation);
         }
         Digest {
             applied: self.applied_index,

@@ -18,7 +18,8 @@
 //!          body:    pair    (tag 1): bytes key, bytes value
 //!                   session (tag 2): varint client, varint seq,
 //!                                    varint last active (ms), response
-//!                   member  (tag 3): varint id, bytes name, bytes address
+//!                   member  (tag 3): varint id, bytes name, bytes address,
+//!                                    varint incarnation
 //!                   end     (tag 0): varint pairs, varint sessions,
 //!                                    varint members
 //! trailer  u32 LE   CRC32C of every byte before it
@@ -166,6 +167,7 @@ impl KvStateMachine {
             codec::put_varint(&mut body, *id);
             codec::put_bytes(&mut body, &m.name);
             codec::put_bytes(&mut body, &m.address);
+            codec::put_varint(&mut body, m.incarnation);
             w.put(&[TAG_MEMBER])?;
             w.put_varint(body.len() as u64)?;
             w.put(&body)?;
@@ -431,10 +433,12 @@ fn read_snapshot<R: Read>(group: GroupId, reader: R) -> Result<Restored, Snapsho
                     let id = b.varint("member id")?;
                     let name = b.bytes("member name")?;
                     let address = b.bytes("member address")?;
+                    let incarnation = b.varint("member incarnation")?;
                     b.finish()?;
-                    Ok((id, name, address))
+                    Ok((id, name, address, incarnation))
                 })();
-                let (id, name, address) = member.map_err(|e| decode_error(record_offset, e))?;
+                let (id, name, address, incarnation) =
+                    member.map_err(|e| decode_error(record_offset, e))?;
                 if members
                     .last_key_value()
                     .is_some_and(|(last, _)| *last >= id)
@@ -444,7 +448,14 @@ fn read_snapshot<R: Read>(group: GroupId, reader: R) -> Result<Restored, Snapsho
                         "members are not in strictly increasing id order".into(),
                     ));
                 }
-                members.insert(id, MemberRecord { name, address });
+                members.insert(
+                    id,
+                    MemberRecord {
+                        name,
+                        address,
+                        incarnation,
+                    },
+                );
             }
             TAG_END => {
                 let counts = (|| {

@@ -84,6 +84,7 @@ mod tests {
         MemberRecord {
             name: Bytes::copy_from_slice(name.as_bytes()),
             address: Bytes::copy_from_slice(address.as_bytes()),
+            incarnation: 7,
         }
     }
 

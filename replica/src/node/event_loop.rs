@@ -329,7 +329,40 @@ impl EventLoop {
             .wal_bytes
             .inc_by(stats.bytes.saturating_sub(self.metrics.wal_bytes.get()));
         self.release_old_segments(stats.live_segments, stats.oldest_segment_pinned_by);
+        self.readmit();
         self.publish_status();
+    }
+
+    /// A replica that came back with an empty data directory in a running
+    /// cluster does not vote (see `HardState::rejoining`) until the cluster
+    /// has added this very incarnation of it back: group 0's member
+    /// directory names the incarnation of its data directory (recorded by
+    /// the admin API when it was added as a learner), and the group has
+    /// caught up to its leader's commit with this replica a learner in it.
+    fn readmit(&mut self) {
+        let admitted = self
+            .machines
+            .get(&MEMBERS_GROUP)
+            .and_then(|m| m.members().get(&self.config.id.0))
+            .is_some_and(|r| !r.is_removed() && r.incarnation == self.wal.incarnation());
+        if !admitted {
+            return;
+        }
+        let groups: Vec<GroupId> = self.multi.group_ids().collect();
+        for group in groups {
+            let Some(raft) = self.multi.group_mut(group) else {
+                continue;
+            };
+            let status = raft.status();
+            let caught_up = status.leader.is_some() && status.applied >= status.commit;
+            if raft.rejoining() && caught_up && raft.readmit() {
+                tracing::info!(
+                    %group,
+                    incarnation = format!("{:016x}", self.wal.incarnation()),
+                    "re-admitted as a learner after losing the data directory: votes again"
+                );
+            }
+        }
     }
 
     /// A group that applies little never reaches its snapshot threshold,
@@ -773,7 +806,7 @@ impl EventLoop {
                     .with_label_values(&[&label, &peer.to_string()])
                     .set(status.last_index.0.saturating_sub(p.matched.0) as i64);
             }
-            if !status.conf_state.members().contains(&self.config.id) {
+            if status.rejoining || !status.conf_state.members().contains(&self.config.id) {
                 not_member.push(group);
             }
             if status.leader.is_none() {

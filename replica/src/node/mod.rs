@@ -104,6 +104,8 @@ pub struct NodeHandle {
     pub heartbeat: Heartbeat,
     pub metrics: Metrics,
     pub config: NodeConfig,
+    /// This replica's data directory incarnation (`Wal::incarnation`).
+    pub incarnation: u64,
 }
 
 impl NodeHandle {
@@ -182,6 +184,20 @@ impl Node {
                     });
                     state
                 }
+                None if fresh => {
+                    // An empty disk in a running cluster: this replica may
+                    // have voted before it lost its data, so it must not
+                    // vote until it is re-admitted as a learner. That
+                    // restriction is durable from the start.
+                    let state = RecoveredState::rejoining();
+                    bootstrap_writes.push(GroupWrite {
+                        group,
+                        snapshot: None,
+                        entries: Vec::new(),
+                        hard_state: Some(state.hard_state),
+                    });
+                    state
+                }
                 None => RecoveredState::default(),
             };
             let machine = match &state.snapshot {
@@ -204,12 +220,16 @@ impl Node {
             wal.submit_ticket(bootstrap_writes)
                 .await
                 .map_err(|e| StartError::Bootstrap(e.to_string()))?;
-            tracing::info!(groups = config.groups, "bootstrapped a new cluster");
-        } else if fresh {
-            tracing::warn!(
-                "empty data directory in an existing cluster: this replica will not vote or campaign \
-                 until the cluster adds it (back) as a learner"
-            );
+            match config.cluster_state {
+                ClusterState::New => {
+                    tracing::info!(groups = config.groups, "bootstrapped a new cluster")
+                }
+                ClusterState::Existing => tracing::warn!(
+                    "empty data directory in an existing cluster: this replica will not vote or \
+                     campaign until the cluster adds it (back) as a learner (raft member add, or the \
+                     operator); if it was a voter, remove it first (raft member remove)"
+                ),
+            }
         }
 
         let no_records = BTreeMap::new();
@@ -241,6 +261,7 @@ impl Node {
             heartbeat: heartbeat.clone(),
             metrics: metrics.clone(),
             config: config.clone(),
+            incarnation: wal.incarnation(),
         };
         let event_loop = EventLoop::new(
             config,

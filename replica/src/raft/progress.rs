@@ -154,6 +154,13 @@ impl Progress {
 
     /// The follower rejected an append after `rejected`; `hint` is the
     /// highest index that may still match. False if the rejection is stale.
+    ///
+    /// A probe rejected at or below `matched` means the follower no longer
+    /// has entries it acknowledged: it lost its disk (a rejoining replica)
+    /// or the answer is a duplicate of an old one. Either way the match
+    /// point is forgotten and learnt again, or the leader would probe just
+    /// after it forever. Lowering it never un-commits anything: the commit
+    /// index only moves up.
     pub fn maybe_decrease_to(&mut self, rejected: LogIndex, hint: LogIndex) -> bool {
         if self.state == ProgressState::Replicate {
             if rejected <= self.matched {
@@ -164,6 +171,9 @@ impl Progress {
         }
         if self.next.prev() != rejected {
             return false;
+        }
+        if rejected <= self.matched {
+            self.matched = LogIndex::ZERO;
         }
         self.next = rejected.min(hint.next()).max(self.matched.next());
         self.probe_sent = false;
@@ -226,6 +236,19 @@ mod tests {
         // A stale rejection (for prev index 10 again) is ignored.
         assert!(!p.maybe_decrease_to(LogIndex(10), LogIndex(2)));
         assert_eq!(p.next, LogIndex(5));
+    }
+
+    #[test]
+    fn a_follower_that_lost_what_it_acknowledged_is_probed_from_its_hint() {
+        let mut p = Progress::new(LogIndex(1), 8, 1 << 20);
+        p.maybe_update(LogIndex(9));
+        p.become_probe();
+        assert_eq!(p.next, LogIndex(10));
+        p.sent(None, 0);
+        // The probe after 9, which it acknowledged, is rejected: its log is
+        // empty now. Backing off stops at nothing but its hint.
+        assert!(p.maybe_decrease_to(LogIndex(9), LogIndex(0)));
+        assert_eq!((p.matched, p.next), (LogIndex(0), LogIndex(1)));
     }
 
     #[test]

@@ -69,6 +69,8 @@ pub struct Status {
     pub last_index: LogIndex,
     pub conf_state: ConfState,
     pub lead_transferee: Option<NodeId>,
+    /// See [`HardState::rejoining`].
+    pub rejoining: bool,
     /// Leader only: every other member's progress.
     pub progress: Vec<(NodeId, ProgressStatus)>,
 }
@@ -90,6 +92,8 @@ pub struct Raft {
 
     term: Term,
     vote: Option<NodeId>,
+    /// See [`HardState::rejoining`].
+    rejoining: bool,
     role: Role,
     leader: Option<NodeId>,
     log: RaftLog,
@@ -157,6 +161,7 @@ impl Raft {
             config,
             term: hard.term,
             vote: hard.vote,
+            rejoining: hard.rejoining,
             role: Role::Follower,
             leader: None,
             conf,
@@ -183,9 +188,8 @@ impl Raft {
                 role: Role::Follower,
             },
             last_hard: HardState {
-                term: hard.term,
-                vote: hard.vote,
                 commit: LogIndex::ZERO,
+                ..hard
             },
             log,
         };
@@ -257,6 +261,7 @@ impl Raft {
             last_index: self.log.last_index(),
             conf_state: self.conf.clone(),
             lead_transferee: self.lead_transferee,
+            rejoining: self.rejoining,
             progress,
         }
     }
@@ -507,7 +512,10 @@ impl Raft {
         // disk) must not vote: it may have voted in this term before it lost
         // its state.
         let knows_membership = !self.conf.voters.is_empty();
-        let granted = can_vote && knows_membership && self.log.is_up_to_date(last_index, last_term);
+        let granted = can_vote
+            && knows_membership
+            && !self.rejoining
+            && self.log.is_up_to_date(last_index, last_term);
         let reply = Message {
             from: self.id,
             to: from,
@@ -965,9 +973,40 @@ impl Raft {
 
     // ----- elections -----
 
-    /// Whether this node may become leader: it votes in the membership it knows.
+    /// Whether this node may become leader: it votes in the membership it
+    /// knows, and its vote history is intact (see [`HardState::rejoining`]).
     fn promotable(&self) -> bool {
-        self.conf.is_voter(self.id)
+        self.conf.is_voter(self.id) && !self.rejoining
+    }
+
+    /// The caller has confirmed that the cluster re-admitted this rejoining
+    /// node after it lost its state (a membership change made since then
+    /// names this very incarnation of the node). It may vote again once the
+    /// applied membership shows it as a learner: its old voter entry is
+    /// gone, so votes it cast before it lost its disk cannot combine with
+    /// new ones; it becomes a voter only through a later promotion.
+    ///
+    /// The membership alone cannot tell: a node catching up from an old
+    /// log replays its own earlier admission. Hence the caller's word.
+    ///
+    /// It counts as having voted in the current term (for the leader it
+    /// follows), since a vote it cast in this term before the loss is
+    /// unknown. Returns whether the node was re-admitted.
+    pub fn readmit(&mut self) -> bool {
+        if !self.rejoining || !self.conf.is_learner(self.id) {
+            return false;
+        }
+        self.rejoining = false;
+        if self.vote.is_none() {
+            self.vote = Some(self.leader.unwrap_or(self.id));
+        }
+        true
+    }
+
+    /// Whether this node lost its vote history and waits to be re-admitted
+    /// as a learner (see [`HardState::rejoining`]).
+    pub fn rejoining(&self) -> bool {
+        self.rejoining
     }
 
     /// Starts an election unless a committed membership change is not
@@ -1236,6 +1275,7 @@ impl Raft {
             term: self.term,
             vote: self.vote,
             commit: self.log.committed,
+            rejoining: self.rejoining,
         }
     }
 

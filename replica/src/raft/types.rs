@@ -112,6 +112,13 @@ pub struct HardState {
     pub term: Term,
     pub vote: Option<NodeId>,
     pub commit: LogIndex,
+    /// This node's earlier votes were lost: it restarted on an empty disk
+    /// in a running cluster. It neither votes nor campaigns, even if the
+    /// membership it learns names it a voter, until it is re-admitted (see
+    /// [`Raft::readmit`](super::Raft::readmit)): the cluster removed it
+    /// and added it back as a learner (or added it as a new member). Durable,
+    /// so a restart in between keeps the restriction.
+    pub rejoining: bool,
 }
 
 /// The membership of a group.
@@ -259,6 +266,7 @@ impl RecoveredState {
                 term: Term(1),
                 vote: None,
                 commit: LogIndex(1),
+                rejoining: false,
             },
             snapshot: Some(SnapshotMeta {
                 index: LogIndex(1),
@@ -266,6 +274,19 @@ impl RecoveredState {
                 conf_state: ConfState::with_voters(voters),
             }),
             entries: Vec::new(),
+        }
+    }
+
+    /// The state of a node that starts on an empty disk in a running
+    /// cluster (a new member, or one that lost its volume): no membership,
+    /// and no vote until it is a learner (see [`HardState::rejoining`]).
+    pub fn rejoining() -> RecoveredState {
+        RecoveredState {
+            hard_state: HardState {
+                rejoining: true,
+                ..HardState::default()
+            },
+            ..RecoveredState::default()
         }
     }
 }

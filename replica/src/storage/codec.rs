@@ -8,7 +8,7 @@
 //! ```text
 //! op       := tag:u8 group:u64 body
 //! Entries  (1) := first_index:u64 count:u32 entry*      entry := term:u64 payload
-//! HardState(2) := term:u64 has_vote:u8 vote:u64 commit:u64
+//! HardState(2) := term:u64 flags:u8 vote:u64 commit:u64   flags: 1 has vote, 2 rejoining
 //! Install  (3) := snapshot_meta      (the log is replaced by an empty log after it)
 //! Compacted(4) := snapshot_meta      (entries up to it are covered; later entries stay)
 //! LogEnd   (5) := last:u64           (checkpoint: the log ends there; older segments,
@@ -124,7 +124,10 @@ pub(crate) fn encode_hard_state(buf: &mut Vec<u8>, group: GroupId, hs: &HardStat
     put_u8(buf, OP_HARD_STATE);
     put_u64(buf, group.0);
     put_u64(buf, hs.term.0);
-    put_u8(buf, hs.vote.is_some() as u8);
+    put_u8(
+        buf,
+        u8::from(hs.vote.is_some()) | (u8::from(hs.rejoining) << 1),
+    );
     put_u64(buf, hs.vote.map_or(0, |n| n.0));
     put_u64(buf, hs.commit.0);
 }
@@ -256,17 +259,23 @@ pub(crate) fn decode_op(r: &mut Reader<'_>) -> DResult<Op> {
         }
         OP_HARD_STATE => {
             let term = Term(r.u64("hard state term")?);
-            let has_vote = r.u8("vote flag")?;
+            let flags = r.u8("hard state flags")?;
             let vote = r.u64("vote")?;
             let commit = LogIndex(r.u64("commit")?);
-            let vote = match has_vote {
-                0 => None,
-                1 => Some(NodeId(vote)),
-                x => return Err(DecodeError(format!("vote flag {x} is neither 0 nor 1"))),
-            };
+            if flags & !0b11 != 0 {
+                return Err(DecodeError(format!(
+                    "hard state flags {flags:#04x} have unknown bits set"
+                )));
+            }
+            let vote = (flags & 1 != 0).then_some(NodeId(vote));
             Ok(Op::HardState {
                 group,
-                hard_state: HardState { term, vote, commit },
+                hard_state: HardState {
+                    term,
+                    vote,
+                    commit,
+                    rejoining: flags & 2 != 0,
+                },
             })
         }
         OP_INSTALL => Ok(Op::Install {
@@ -405,6 +414,7 @@ mod tests {
             term: Term(3),
             vote: Some(NodeId(2)),
             commit: LogIndex(6),
+            rejoining: true,
         };
         let mut buf = Vec::new();
         encode_install(&mut buf, g, &meta());

@@ -4,7 +4,7 @@
 //!
 //! Layout:
 //! ```text
-//! <data_dir>/IDENTITY                 cluster id, node id, format version (text)
+//! <data_dir>/IDENTITY                 cluster id, node id, incarnation, format version (text)
 //! <data_dir>/LOCK                     held (flock) by the process using the directory
 //! <data_dir>/wal/<seq:016x>.log       write-ahead log segments
 //! <data_dir>/snapshots/<group>/...    snapshots, see `snapshot`
@@ -157,8 +157,11 @@ pub(crate) fn lock(dir: &Path) -> Result<DirLock> {
 }
 
 /// Reads the identity of `dir`, or records `expected` if the directory is
-/// new (holds no log, `has_data` false).
-pub(crate) fn check_identity(dir: &Path, expected: &Identity, has_data: bool) -> Result<()> {
+/// new (holds no log, `has_data` false). Returns the directory's
+/// incarnation: a random number drawn when the directory was created, so
+/// that a replica that lost its volume and starts again under the same node
+/// id can be told from its former self.
+pub(crate) fn check_identity(dir: &Path, expected: &Identity, has_data: bool) -> Result<u64> {
     if expected.cluster_id.is_empty() || expected.cluster_id.contains(['\n', '\r', '=']) {
         return Err(StorageError::Unrecognized {
             path: dir.to_owned(),
@@ -182,14 +185,17 @@ pub(crate) fn check_identity(dir: &Path, expected: &Identity, has_data: bool) ->
                     ),
                 });
             }
-            return write_atomic(&path, encode_identity(expected).as_bytes());
+            let incarnation = new_incarnation();
+            write_atomic(&path, encode_identity(expected, incarnation).as_bytes())?;
+            return Ok(incarnation);
         }
         Err(e) => return Err(StorageError::io(&path, "reading")(e)),
     };
-    let found = decode_identity(&text).map_err(|reason| StorageError::Unrecognized {
-        path: path.clone(),
-        reason,
-    })?;
+    let (found, incarnation) =
+        decode_identity(&text).map_err(|reason| StorageError::Unrecognized {
+            path: path.clone(),
+            reason,
+        })?;
     if found != *expected {
         return Err(StorageError::WrongIdentity {
             dir: dir.to_owned(),
@@ -199,20 +205,33 @@ pub(crate) fn check_identity(dir: &Path, expected: &Identity, has_data: bool) ->
             expected_node: expected.node_id,
         });
     }
-    Ok(())
+    Ok(incarnation)
 }
 
-fn encode_identity(id: &Identity) -> String {
+/// 64 random bits, never 0 (which means "unknown" on the wire).
+fn new_incarnation() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    h.finish() | 1
+}
+
+fn encode_identity(id: &Identity, incarnation: u64) -> String {
     let body = format!(
         "# kuberaft data directory; do not edit or copy to another replica\n\
-         format_version={FORMAT_VERSION}\ncluster_id={}\nnode_id={}\n",
+         format_version={FORMAT_VERSION}\ncluster_id={}\nnode_id={}\nincarnation={incarnation:016x}\n",
         id.cluster_id, id.node_id.0
     );
     let crc = crc32c::crc32c(body.as_bytes());
     format!("{body}checksum={crc:08x}\n")
 }
 
-fn decode_identity(bytes: &[u8]) -> std::result::Result<Identity, String> {
+fn decode_identity(bytes: &[u8]) -> std::result::Result<(Identity, u64), String> {
     let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())?;
     let at = text
         .rfind("checksum=")
@@ -223,12 +242,13 @@ fn decode_identity(bytes: &[u8]) -> std::result::Result<Identity, String> {
     if crc32c::crc32c(body.as_bytes()) != expected {
         return Err("checksum mismatch (the file is damaged or was edited)".into());
     }
-    let (mut version, mut cluster, mut node) = (None, None, None);
+    let (mut version, mut cluster, mut node, mut incarnation) = (None, None, None, None);
     for line in body.lines().filter(|l| !l.starts_with('#')) {
         match line.split_once('=') {
             Some(("format_version", v)) => version = v.parse::<u32>().ok(),
             Some(("cluster_id", v)) => cluster = Some(v.to_string()),
             Some(("node_id", v)) => node = v.parse::<u64>().ok().map(NodeId),
+            Some(("incarnation", v)) => incarnation = u64::from_str_radix(v, 16).ok(),
             _ => {}
         }
     }
@@ -241,8 +261,11 @@ fn decode_identity(bytes: &[u8]) -> std::result::Result<Identity, String> {
         }
         None => return Err("no format_version".into()),
     }
-    Ok(Identity {
+    let identity = Identity {
         cluster_id: cluster.ok_or("no cluster_id")?,
         node_id: node.ok_or("no node_id")?,
-    })
+    };
+    // Written by every version that wrote this format; a file without it
+    // was damaged the way the checksum cannot see (it is over the body).
+    Ok((identity, incarnation.ok_or("no incarnation")?))
 }

@@ -171,6 +171,8 @@ pub struct Wal {
     wal_dir: PathBuf,
     id: Identity,
     fresh: bool,
+    /// See [`Wal::incarnation`].
+    incarnation: u64,
     report: RecoveryReport,
     recovered: Option<BTreeMap<GroupId, RecoveredState>>,
     written: AtomicBool,
@@ -192,7 +194,7 @@ impl Wal {
         let lock = dir::lock(data_dir)?;
         let wal_dir = data_dir.join("wal");
         let has_data = wal_dir.is_dir() && !recovery::list_segments(&wal_dir, false)?.is_empty();
-        dir::check_identity(data_dir, &id, has_data)?;
+        let incarnation = dir::check_identity(data_dir, &id, has_data)?;
         dir::create_dir_durable(&wal_dir)?;
         let rec = recovery::recover(&wal_dir, &id, true)?;
         // Every durable state change of a group (a vote, an entry, a
@@ -291,6 +293,7 @@ impl Wal {
             wal_dir,
             id,
             fresh,
+            incarnation,
             report: rec.report,
             recovered: Some(rec.groups),
             written: AtomicBool::new(false),
@@ -303,6 +306,13 @@ impl Wal {
     /// emptied volume): a node may bootstrap a new cluster only then.
     pub fn is_fresh(&self) -> bool {
         self.fresh
+    }
+
+    /// This data directory's incarnation: a random number (never 0) drawn
+    /// when the directory was created. A replica that lost its volume comes
+    /// back under the same node id but a new incarnation.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
     }
 
     pub fn recovery_report(&self) -> &RecoveryReport {
