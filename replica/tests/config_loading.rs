@@ -219,6 +219,24 @@ mod config {
             err.to_string().starts_with("r.toml:1:"),
             "a syntax error: {err}"
         );
+        // A syntax error names the key of its line, inside its table.
+        let err = load_text(
+            "name = \"a\"\ntick = 300ms\n",
+            Format::Toml,
+            Path::new("r.toml"),
+            &sources,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("r.toml:2:"), "{err}");
+        assert!(err.to_string().contains("tick"), "{err}");
+        let err = load_text(
+            "name = \"a\"\n[[peers]]\npid = 1\nport = 32x\n",
+            Format::Toml,
+            Path::new("r.toml"),
+            &sources,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("peers.port"), "{err}");
         let err = load_text("peers: [\n", Format::Yaml, Path::new("r.yaml"), &sources).unwrap_err();
         assert!(
             err.to_string().starts_with("r.yaml:"),

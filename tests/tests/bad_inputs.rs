@@ -106,9 +106,6 @@ async fn a_malformed_configuration_is_refused_with_the_file_place_and_key() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: a TOML syntax error names the file and line:column but not the key \
-            (`raft.toml:3:8: string values must be quoted, expected literal string`); \
-            JSON and YAML syntax errors do name it (`raft.json:3:13: tick: invalid type ...`)"]
 async fn a_toml_syntax_error_names_the_key() {
     bounded(LIMIT, async {
         let (text, _) = with_unquoted_tick("toml");

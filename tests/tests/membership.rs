@@ -351,11 +351,6 @@ async fn lose_a_volume(cluster: &mut Cluster, prefix: &str, keys: usize) -> Lost
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: a replica restarted on an empty data dir (initial_cluster_state existing) is made a \
-            voter again by the next leader (after a leadership transfer or an election) without \
-            being removed and added back: the new leader probes it, finds its log empty and sends \
-            the group's snapshot (index 1, the bootstrap snapshot); installing it clears \
-            awaiting_membership and status shows role Follower, voters [1, 2, 3]"]
 async fn a_new_leader_does_not_readmit_a_replica_that_lost_its_data() {
     bounded(Duration::from_secs(120), async {
         let mut cluster = Cluster::start("membership-readmit", ClusterOptions::default())
@@ -396,6 +391,63 @@ async fn a_new_leader_does_not_readmit_a_replica_that_lost_its_data() {
             "replica {lost} lost its data and was neither removed nor added back, yet leader \
              {other} (after {leader}) made it a member again: {:?}",
             group(&s, 0)
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leadership_moves_by_name_through_any_replica() {
+    bounded(Duration::from_secs(90), async {
+        let cluster = Cluster::start("membership-transfer", ClusterOptions::default())
+            .await
+            .expect("the cluster starts");
+        let leader = cluster.wait_leader(0).await.expect("leader");
+        let mut others = [1, 2, 3].into_iter().filter(|id| *id != leader);
+        let (asked, target) = (
+            others.next().expect("a follower"),
+            others.next().expect("a third"),
+        );
+        let raft_at = async |id: u64, args: &[&str]| {
+            let endpoint = cluster.endpoints_of(&[id]).join(",");
+            let mut full = vec!["--endpoints", endpoint.as_str()];
+            full.extend_from_slice(args);
+            kuberaft_tests::cli::run(cluster.binary(), Some(cluster.dir()), &full, &[])
+                .await
+                .expect("raft runs")
+        };
+
+        // A follower asked to move its own groups has none to move, and says so.
+        let out = raft_at(asked, &["transfer-leader"]).await;
+        assert_eq!(out.code, Some(0), "{out}");
+        assert!(out.stdout.contains("leads no group"), "{out}");
+
+        // Naming the group, the follower forwards to the group's leader;
+        // the new leader is named, not numbered.
+        let name = name_of(target);
+        let out = raft_at(asked, &["transfer-leader", "--group", "0", "--to", &name]).await;
+        assert_eq!(out.code, Some(0), "{out}");
+        assert!(
+            out.stdout
+                .contains(&format!("group 0: leader is now node {target}")),
+            "{out}"
+        );
+        until("the named replica to lead", WAIT, async || {
+            match cluster.wait_leader(0).await {
+                Ok(l) if l == target => Ok(()),
+                Ok(l) => Err(format!("leader {l}")),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+        .await
+        .expect("leadership moved to the named replica");
+
+        // An unknown name is refused with the names that exist.
+        let out = raft_at(asked, &["transfer-leader", "--to", "nobody"]).await;
+        assert_ne!(out.code, Some(0), "{out}");
+        assert!(
+            out.stderr.contains("nobody") && out.stderr.contains(&name),
+            "{out}"
         );
     })
     .await;

@@ -173,6 +173,23 @@ impl AdminService {
     /// Asks the replica at `member.address` who it is: it must be node
     /// `member.id` of this cluster. Returns its incarnation.
     async fn identify(&self, member: &pb::Member, what: &str) -> Result<u64, Status> {
+        let status = self.member_status(member, what).await?;
+        if status.incarnation == 0 {
+            return Err(Status::failed_precondition(format!(
+                "{what}: the replica at {} reports no incarnation (an older version?); upgrade it first",
+                member.address
+            )));
+        }
+        Ok(status.incarnation)
+    }
+
+    /// The status of the replica at `member.address`, which must be node
+    /// `member.id` of this cluster.
+    async fn member_status(
+        &self,
+        member: &pb::Member,
+        what: &str,
+    ) -> Result<pb::NodeStatus, Status> {
         let endpoint =
             tonic::transport::Endpoint::from_shared(format!("http://{}", member.address))
                 .map_err(|e| {
@@ -214,13 +231,43 @@ impl AdminService {
                 member.address, status.node_id, member.id
             )));
         }
-        if status.incarnation == 0 {
-            return Err(Status::failed_precondition(format!(
-                "{what}: the replica at {} reports no incarnation (an older version?); upgrade it first",
-                member.address
-            )));
+        Ok(status)
+    }
+
+    /// Before a voter is added everywhere: a replica that has not yet taken
+    /// up its learner membership (still catching up, or rejoining after a
+    /// lost volume and not yet re-admitted) would become a voter that
+    /// cannot vote. Refused with what to wait for; a replica that cannot be
+    /// reached is left to the group leaders' own checks.
+    async fn check_promotable(&self, id: u64) -> Result<(), Status> {
+        let member = self
+            .node
+            .status
+            .borrow()
+            .members
+            .iter()
+            .find(|m| m.id.0 == id)
+            .map(|m| pb::Member {
+                id,
+                name: m.name.clone(),
+                address: m.address.clone(),
+                client_address: m.address.clone(),
+            });
+        let Some(member) = member else {
+            return Ok(());
+        };
+        match self.member_status(&member, "promote").await {
+            Ok(status) if status.awaiting_membership => Err(Status::failed_precondition(format!(
+                "promote: replica {id} has not taken up its learner membership yet (it is catching up, \
+                 or it lost its data and is not yet re-admitted); wait until `raft status` shows it as a \
+                 learner that is not awaiting membership, then promote it"
+            ))),
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::warn!(id, error = %e.message(), "promote: cannot ask the replica itself; promoting anyway");
+                Ok(())
+            }
         }
-        Ok(status.incarnation)
     }
 
     /// Waits until this replica has applied `index` of `group`.
@@ -407,6 +454,9 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::MemberRequest>,
     ) -> Result<Response<pb::MembershipResponse>, Status> {
+        if request.get_ref().group.is_none() && !was_forwarded(&request) {
+            self.check_promotable(request.get_ref().id).await?;
+        }
         self.member_change(request, ConfChangeKind::AddVoter).await
     }
 
@@ -464,6 +514,7 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::TransferLeaderRequest>,
     ) -> Result<Response<pb::TransferLeaderResponse>, Status> {
+        let forwarded = was_forwarded(&request);
         let req = request.into_inner();
         let to = (req.to != 0).then_some(NodeId(req.to));
         let led_here: Vec<GroupId> = {
@@ -481,12 +532,34 @@ impl Admin for AdminService {
         };
         let mut new_leaders = HashMap::new();
         for group in groups {
-            let target = self
+            let outcome = self
                 .node
                 .call(|reply| NodeRequest::TransferLeader { group, to, reply })
-                .await
-                .map_err(to_status)?;
-            new_leaders.insert(group.0, target.0);
+                .await;
+            let target = match outcome {
+                Ok(target) => target.0,
+                // A named group led elsewhere: its leader moves it.
+                Err(NodeError::NotLeader {
+                    leader: Some(leader),
+                    ..
+                }) if !forwarded && leader != self.node.config.id => {
+                    let single = pb::TransferLeaderRequest {
+                        group: Some(group.0),
+                        to: req.to,
+                    };
+                    let response = AdminClient::new(self.forwarder.channel(leader)?)
+                        .transfer_leader(Forwarder::mark(single))
+                        .await?
+                        .into_inner();
+                    *response.new_leaders.get(&group.0).ok_or_else(|| {
+                        Status::internal(format!(
+                            "the leader of group {group} did not report the transfer"
+                        ))
+                    })?
+                }
+                Err(e) => return Err(to_status(e)),
+            };
+            new_leaders.insert(group.0, target);
         }
         Ok(Response::new(pb::TransferLeaderResponse { new_leaders }))
     }

@@ -116,9 +116,9 @@ pub enum Command {
     Member(MemberCommand),
     /// Move leadership to another replica.
     TransferLeader {
-        /// The new leader (node id); default: the most up-to-date voter.
+        /// The new leader (node id or name); default: the most up-to-date voter.
         #[arg(long)]
-        to: Option<u64>,
+        to: Option<String>,
         /// Only this group; default: every group led by the replica asked.
         #[arg(long)]
         group: Option<u64>,
@@ -391,10 +391,14 @@ async fn execute(target: Target, command: Command) -> Result<u8, ClientError> {
         }
         Command::Member(m) => member(&c, m, &mut stdout).await?,
         Command::TransferLeader { to, group } => {
-            let req = admin_pb::TransferLeaderRequest {
-                group,
-                to: to.unwrap_or(0),
+            let to = match to {
+                None => 0,
+                Some(to) => match to.parse::<u64>() {
+                    Ok(id) => id,
+                    Err(_) => member_id_by_name(&c, &to).await?,
+                },
             };
+            let req = admin_pb::TransferLeaderRequest { group, to };
             let r = c
                 .admin_call(|ch| async move {
                     admin_pb::admin_client::AdminClient::new(ch)
@@ -403,7 +407,16 @@ async fn execute(target: Target, command: Command) -> Result<u8, ClientError> {
                         .map(|r| r.into_inner())
                 })
                 .await?;
-            for (group, leader) in r.new_leaders {
+            if r.new_leaders.is_empty() {
+                let _ = writeln!(
+                    stdout,
+                    "the replica asked leads no group: nothing to transfer (name a group with \
+                     --group G to move its leadership wherever it is)"
+                );
+            }
+            let mut moved: Vec<_> = r.new_leaders.into_iter().collect();
+            moved.sort_unstable();
+            for (group, leader) in moved {
                 let _ = writeln!(stdout, "group {group}: leader is now node {leader}");
             }
         }
@@ -487,6 +500,34 @@ async fn member(c: &Client, m: MemberCommand, out: &mut impl Write) -> Result<()
         let _ = writeln!(out, "group {group}: committed at index {index}");
     }
     Ok(())
+}
+
+/// The node id of the member named `name`, from the member directory of
+/// the replicas that answer.
+async fn member_id_by_name(c: &Client, name: &str) -> Result<u64, ClientError> {
+    let statuses = c.status_all().await;
+    let members: Vec<&admin_pb::Member> = statuses
+        .iter()
+        .filter_map(|(_, s)| s.as_ref().ok())
+        .flat_map(|s| &s.members)
+        .collect();
+    if let Some(m) = members.iter().find(|m| m.name == name) {
+        return Ok(m.id);
+    }
+    let mut known: Vec<String> = members
+        .iter()
+        .map(|m| format!("{}={}", m.name, m.id))
+        .collect();
+    known.sort();
+    known.dedup();
+    Err(ClientError::Rejected(format!(
+        "--to {name:?}: no member has that name (members: {}); give a node id or one of these names",
+        if known.is_empty() {
+            "none answered".to_string()
+        } else {
+            known.join(", ")
+        }
+    )))
 }
 
 fn status_json(s: &admin_pb::NodeStatus) -> serde_json::Value {

@@ -152,6 +152,11 @@ pub fn parse(text: &str, format: Format, path: &Path) -> Result<RawConfig, Confi
                     }
                     None => (None, None),
                 };
+                // A syntax error has no key path: name the key the line sets.
+                let key = match (key.is_empty(), line) {
+                    (true, Some(l)) => toml_key_on_line(text, l).unwrap_or_default(),
+                    _ => key,
+                };
                 error(key, line, column, e.message().trim())
             };
             let de = toml::Deserializer::parse(text).map_err(|e| toml_error(String::new(), e))?;
@@ -187,6 +192,38 @@ pub fn parse(text: &str, format: Format, path: &Path) -> Result<RawConfig, Confi
             .map_err(|e| yaml_error(key.clone(), e))
         }
     }
+}
+
+/// The dotted key that 1-based `line` of a TOML text assigns (`key = ...`),
+/// inside the table opened last before it (`[t]`, `[[t]]`), if it
+/// assigns one.
+fn toml_key_on_line(text: &str, line: usize) -> Option<String> {
+    let mut table = String::new();
+    for (i, l) in text.lines().enumerate().take(line) {
+        let l = l.trim();
+        if i + 1 == line {
+            let (key, _) = l.split_once('=')?;
+            let key = key.trim().trim_matches('"');
+            if key.is_empty() || key.starts_with('#') {
+                return None;
+            }
+            return Some(if table.is_empty() {
+                key.to_string()
+            } else {
+                format!("{table}.{key}")
+            });
+        }
+        if let Some(header) = l.strip_prefix('[') {
+            table = header
+                .trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+        }
+    }
+    None
 }
 
 /// 1-based line and column (in characters) of a byte offset.
