@@ -224,19 +224,7 @@ impl Nemesis {
                 self.note(format!(
                     "SIGKILL replica {id}, emptied its data directory, restarted"
                 ));
-                let limit = Self::limit(cluster);
-                until(
-                    &format!("replica {id} to await its membership"),
-                    limit,
-                    async || match cluster.status(id).await {
-                        Ok(s) if s.awaiting_membership => Ok(()),
-                        Ok(_) => Err("it does not say it awaits its membership".into()),
-                        Err(e) => Err(e.to_string()),
-                    },
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-                self.note(format!("replica {id} awaits its membership"));
+                self.await_membership(cluster, id).await?;
                 tokio::time::sleep(step.hold).await;
                 let rest: Vec<u64> = voters.iter().copied().filter(|&v| v != id).collect();
                 self.readmit(cluster, id, &rest).await?;
@@ -263,6 +251,7 @@ impl Nemesis {
                     .await
                     .map_err(|e| e.to_string())?;
                 self.note(format!("replica {moved} restarted on a new, empty volume"));
+                self.await_membership(cluster, moved).await?;
                 self.add_and_promote(cluster, moved, &rest).await?;
                 tokio::time::sleep(step.hold).await;
                 cluster
@@ -346,6 +335,24 @@ impl Nemesis {
             to_leader,
             to_write: healed.elapsed(),
         })
+    }
+
+    /// Waits until replica `id`, restarted on an empty data directory,
+    /// answers and says it awaits its (re-)admission.
+    async fn await_membership(&mut self, cluster: &Cluster, id: u64) -> Result<(), String> {
+        until(
+            &format!("replica {id} to await its membership"),
+            Self::limit(cluster),
+            async || match cluster.status(id).await {
+                Ok(s) if s.awaiting_membership => Ok(()),
+                Ok(_) => Err("it does not say it awaits its membership".into()),
+                Err(e) => Err(e.to_string()),
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        self.note(format!("replica {id} awaits its membership"));
+        Ok(())
     }
 
     /// An admin client of the replicas `via`.
