@@ -16,6 +16,11 @@
 //!   and [`load`] a bounded write load that records what was acknowledged.
 //! - [`cli`] runs `raft` client commands as a user would, and [`log_scan`]
 //!   times events from the replicas' logs.
+//! - The fault-injection suite (issue 8): [`netns`] (a network namespace
+//!   of the test's own and `iptables` inside it), [`workload`] (clients
+//!   recording a [`history`]), [`schedule`] and [`nemesis`] (faults from a
+//!   seed), [`linearizability`] (the checker) and [`fault_run`] (one run,
+//!   start to verdict).
 //!
 //! The harness never asserts on timings: its deadlines only bound a hang.
 
@@ -24,13 +29,20 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod error;
+pub mod fault_run;
+pub mod history;
 pub mod http;
+pub mod linearizability;
 pub mod load;
 pub mod log_scan;
+pub mod nemesis;
+pub mod netns;
 pub mod replica;
+pub mod schedule;
 pub mod subnet;
 pub mod test_dir;
 pub mod wait;
+pub mod workload;
 
 pub use binary::raft_binary;
 pub use cluster::{Cluster, ClusterOptions, DataDir};
