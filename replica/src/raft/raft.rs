@@ -298,8 +298,15 @@ impl Raft {
                     p.recent_active = id == self.id;
                 }
             }
-            // A transfer that did not finish within an election timeout is abandoned.
+            // A transfer that did not finish within an election timeout is
+            // abandoned; a leader that is no longer a voter tries again.
             self.lead_transferee = None;
+            if !self.conf.is_voter(self.id) {
+                self.hand_over();
+                if self.role != Role::Leader {
+                    return;
+                }
+            }
         }
         if self.heartbeat_elapsed >= self.config.heartbeat_ticks {
             self.heartbeat_elapsed = 0;
@@ -1214,25 +1221,48 @@ impl Raft {
             self.lead_transferee = None;
         }
         if !self.conf.is_voter(self.id) {
-            // We were removed (or demoted): hand over to the most up-to-date
-            // voter at once instead of leaving the group to time out.
-            let successor = self
-                .progress
-                .iter()
-                .filter(|(id, _)| self.conf.is_voter(**id))
-                .max_by_key(|(_, p)| p.matched)
-                .map(|(&id, p)| (id, p.matched));
-            let last = self.log.last_index();
-            self.become_follower(self.term, None);
-            if let Some((id, matched)) = successor
-                && matched == last
-            {
-                self.send(id, MessageBody::TimeoutNow);
-            }
+            self.hand_over();
             return;
         }
         if self.maybe_commit() {
             self.broadcast_append();
+        }
+    }
+
+    /// A leader that is no longer a voter (removed or demoted) hands the
+    /// group to the most up-to-date voter. If that voter has its whole log,
+    /// at once: TimeoutNow, and step down. Otherwise it keeps leading, as a
+    /// leader does during a transfer (proposals refused), until the voter
+    /// has caught up, and only then tells it to campaign.
+    ///
+    /// Stepping down early can wedge the group: when a joint configuration
+    /// is left, the remaining voters may not know yet that the leaving entry
+    /// committed, so they still need a majority of the old half, which
+    /// counts this node; and it refuses its vote to every one of them while
+    /// its log is longer than theirs.
+    fn hand_over(&mut self) {
+        let successor = self
+            .progress
+            .iter()
+            .filter(|(id, _)| self.conf.is_voter(**id))
+            .max_by_key(|(_, p)| p.matched)
+            .map(|(&id, p)| (id, p.matched));
+        let last = self.log.last_index();
+        match successor {
+            Some((id, matched)) if matched == last => {
+                self.become_follower(self.term, None);
+                self.send(id, MessageBody::TimeoutNow);
+            }
+            Some((id, _)) => {
+                self.lead_transferee = Some(id);
+                self.election_elapsed = 0;
+                if self.maybe_commit() {
+                    self.broadcast_append();
+                } else {
+                    self.send_append(id, true);
+                }
+            }
+            None => self.become_follower(self.term, None),
         }
     }
 
