@@ -362,14 +362,5 @@ fn retryable(status: &Status) -> bool {
 
 /// 64 random bits (never 0), seeded from the OS.
 pub fn random_client_id() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    // RandomState is seeded from the OS: good enough to keep clients apart.
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.write_u32(std::process::id());
-    h.finish() | 1
+    crate::random::nonzero_u64()
 }

@@ -17,5 +17,6 @@ pub mod metrics;
 pub mod multi;
 pub mod node;
 pub mod raft;
+pub mod random;
 pub mod storage;
 pub mod transport;

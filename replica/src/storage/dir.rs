@@ -185,7 +185,7 @@ pub(crate) fn check_identity(dir: &Path, expected: &Identity, has_data: bool) ->
                     ),
                 });
             }
-            let incarnation = new_incarnation();
+            let incarnation = crate::random::nonzero_u64();
             write_atomic(&path, encode_identity(expected, incarnation).as_bytes())?;
             return Ok(incarnation);
         }
@@ -206,19 +206,6 @@ pub(crate) fn check_identity(dir: &Path, expected: &Identity, has_data: bool) ->
         });
     }
     Ok(incarnation)
-}
-
-/// 64 random bits, never 0 (which means "unknown" on the wire).
-fn new_incarnation() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.write_u32(std::process::id());
-    h.finish() | 1
 }
 
 fn encode_identity(id: &Identity, incarnation: u64) -> String {
