@@ -73,7 +73,7 @@ pub fn commit_proposals(sim: &mut Sim, count: u64, window: u64) -> Result<(), Vi
         }
         sim.now += 1;
         sim.step()?;
-        if sim.now % 100 == 0 {
+        if sim.now.is_multiple_of(100) {
             let ids: Vec<NodeId> = sim.nodes.keys().copied().collect();
             for id in ids {
                 for g in 0..sim.cfg.groups {

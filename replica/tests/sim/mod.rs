@@ -88,7 +88,7 @@ pub struct Sim {
 impl Sim {
     pub fn new(cfg: SimConfig, seed: u64) -> Sim {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(
-            seed ^ (cfg.nodes << 56) ^ (cfg.groups << 40) ^ 0x5eed_0f_5a17,
+            seed ^ (cfg.nodes << 56) ^ (cfg.groups << 40) ^ 0x005e_ed0f_5a17,
         );
         let faults = if cfg.faults {
             Faults::random(&mut rng)

@@ -325,7 +325,7 @@ impl Sim {
 
     /// The operator's and the storage's background work, in every phase.
     pub fn housekeeping(&mut self) -> Result<(), Violation> {
-        if self.now % 5 == 0 {
+        if self.now.is_multiple_of(5) {
             self.rejoin_steps();
             for g in (0..self.cfg.groups).map(GroupId) {
                 if let Some(l) = self.leader_of(g)
@@ -344,7 +344,7 @@ impl Sim {
                 self.compact(x, g);
             }
         }
-        if self.now >= self.cfg.chaos_ms && self.now % 25 == 0 {
+        if self.now >= self.cfg.chaos_ms && self.now.is_multiple_of(25) {
             for g in (0..self.cfg.groups).map(GroupId) {
                 if !self.markers_done.contains(&g)
                     && let Some(l) = self.leader_of(g)
