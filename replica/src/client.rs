@@ -110,7 +110,7 @@ impl Client {
             .groups
             .get_or_try_init(|| async {
                 let status = self.status().await?;
-                Ok::<u32, ClientError>(status.groups.len().max(1) as u32)
+                group_count(&status)
             })
             .await?;
         let group = crate::kv::group_for_key(key, groups).0 as u32;
@@ -349,6 +349,25 @@ async fn status_of(ch: Channel) -> Result<admin_pb::NodeStatus, String> {
 }
 
 /// Whether another attempt (perhaps on another replica) may succeed.
+/// The cluster's number of groups as a replica reports it. A replica that
+/// has not published its groups yet lists none; guessing then (one group)
+/// would put writes of other groups under the wrong session, which the
+/// cluster refuses as an unknown session.
+fn group_count(status: &admin_pb::NodeStatus) -> Result<u32, ClientError> {
+    if status.group_count > 0 {
+        return Ok(status.group_count);
+    }
+    match u32::try_from(status.groups.len()) {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(ClientError::Unavailable {
+            timeout: Duration::ZERO,
+            endpoints: status.name.clone(),
+            last: "the replica does not report its number of groups yet (it is starting); retry"
+                .into(),
+        }),
+    }
+}
+
 fn retryable(status: &Status) -> bool {
     matches!(
         status.code(),
@@ -363,4 +382,29 @@ fn retryable(status: &Status) -> bool {
 /// 64 random bits (never 0), seeded from the OS.
 pub fn random_client_id() -> u64 {
     crate::random::nonzero_u64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_group_count_comes_from_the_configuration_not_from_published_groups() {
+        // A replica that has just started lists no groups yet; its count
+        // still routes keys right.
+        let starting = admin_pb::NodeStatus {
+            group_count: 4,
+            ..Default::default()
+        };
+        assert_eq!(group_count(&starting).unwrap(), 4);
+        // A replica of an older version reports only its groups.
+        let older = admin_pb::NodeStatus {
+            groups: vec![admin_pb::GroupStatus::default(); 2],
+            ..Default::default()
+        };
+        assert_eq!(group_count(&older).unwrap(), 2);
+        // Neither: the client must not guess one group.
+        let unknown = admin_pb::NodeStatus::default();
+        assert!(group_count(&unknown).is_err());
+    }
 }

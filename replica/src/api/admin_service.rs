@@ -324,6 +324,7 @@ impl AdminService {
             ready: status.readiness.ready,
             not_ready: status.readiness.failures(),
             incarnation: self.node.incarnation,
+            group_count: config.groups,
             awaiting_membership: status
                 .groups
                 .iter()
