@@ -29,6 +29,7 @@ use kuberaft::client::Client;
 use kuberaft_proto::kv::Consistency;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -188,8 +189,10 @@ pub async fn run_seed(seed: u64, o: &RunOptions, ns: Option<Arc<NetNs>>) -> RunR
     }
     let verdicts = check_history(history.clone()).await;
     for v in verdicts.iter().filter(|v| !v.linearizable) {
+        let (file, found) = explain_violation(&history, &v.key, &dir).await;
         failures.push(format!(
-            "key {} is not linearizable ({} operations, {} indeterminate; see history.jsonl)",
+            "key {} is not linearizable ({} operations, {} indeterminate); {found} \
+             (also in {file}; the whole history is in history.jsonl)",
             v.key, v.ops, v.indeterminate
         ));
     }
@@ -348,6 +351,35 @@ async fn scan(
             _ => return Ok(out),
         }
     }
+}
+
+/// Where the history of `key` first goes wrong, as text for the failure
+/// message, also written to `violation-<key>.txt` in `dir`.
+async fn explain_violation(history: &Arc<History>, key: &str, dir: &Path) -> (String, String) {
+    let history = history.clone();
+    let owned = key.to_string();
+    let found = tokio::task::spawn_blocking(move || {
+        let ops: Vec<Op> = history
+            .ops()
+            .into_iter()
+            .filter(|o| o.key == owned)
+            .collect();
+        let refs: Vec<&Op> = ops.iter().collect();
+        linearizability::first_violation(&refs)
+    })
+    .await
+    .ok()
+    .flatten()
+    .map_or_else(
+        || "the search could not isolate one operation".to_string(),
+        |v| v.to_string(),
+    );
+    let file = format!(
+        "violation-{}.txt",
+        key.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+    );
+    let _ = std::fs::write(dir.join(&file), &found);
+    (file, found)
 }
 
 /// The linearizability check, off the runtime's threads.

@@ -105,6 +105,43 @@ impl Op {
     }
 }
 
+/// One line for a failure message: `p3 get -> v12 (invoked 1.204 s, answered 1.250 s)`.
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let value = |v: &Option<u64>| v.map_or("absent".to_string(), |v| format!("v{v}"));
+        match &self.call {
+            Call::Get => write!(f, "p{} get", self.process)?,
+            Call::Put { value: v } => write!(f, "p{} put v{v}", self.process)?,
+            Call::Cas { expected, value: v } => {
+                write!(f, "p{} cas {} -> v{v}", self.process, value(expected))?
+            }
+        }
+        match &self.outcome {
+            Outcome::Got(seen) => write!(f, " -> {seen}")?,
+            Outcome::Put => write!(f, " -> ok")?,
+            Outcome::Cas { swapped: true, .. } => write!(f, " -> swapped")?,
+            Outcome::Cas { current, .. } => write!(f, " -> not swapped, found {current}")?,
+            Outcome::Indeterminate(why) => write!(f, " -> no answer ({why})")?,
+        }
+        write!(f, " (invoked {:.3} s", self.invoked.as_secs_f64())?;
+        if self.is_indeterminate() {
+            write!(f, ")")
+        } else {
+            write!(f, ", answered {:.3} s)", self.completed.as_secs_f64())
+        }
+    }
+}
+
+impl std::fmt::Display for Observed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Observed::Absent => write!(f, "absent"),
+            Observed::Value(v) => write!(f, "v{v}"),
+            Observed::Foreign(s) => write!(f, "foreign bytes {s:?}"),
+        }
+    }
+}
+
 fn observed_json(o: &Observed) -> serde_json::Value {
     match o {
         Observed::Absent => serde_json::Value::Null,

@@ -105,31 +105,52 @@ fn checked(op: &Op) -> Option<RegisterOp> {
 /// Whether the operations of one key (in any order) are linearizable.
 pub fn check_key(ops: &[&Op]) -> KeyVerdict {
     let key = ops.first().map(|o| o.key.clone()).unwrap_or_default();
+    let checked_ops: Vec<&Op> = ops
+        .iter()
+        .copied()
+        .filter(|o| checked(o).is_some())
+        .collect();
+    KeyVerdict {
+        key,
+        ops: checked_ops.len(),
+        indeterminate: checked_ops.iter().filter(|o| o.is_indeterminate()).count(),
+        linearizable: linearizable_until(ops, Duration::MAX),
+    }
+}
+
+/// Whether the history of one key as it stood at time `cut` is
+/// linearizable: operations invoked after `cut` are left out, and those
+/// that had not been answered by then count as indeterminate. A history
+/// that is not linearizable at `cut` is not at any later cut either (a
+/// later cut only adds operations and answers), which is what lets
+/// [`first_violation`] search for the earliest one.
+fn linearizable_until(ops: &[&Op], cut: Duration) -> bool {
     // (time, 0 = call / 1 = response, process, operation). At equal times
     // calls sort first: the two operations count as concurrent, the
     // permissive reading.
     let mut events: Vec<(Duration, u8, usize, RegisterOp)> = Vec::new();
-    let mut indeterminate = 0;
-    for op in ops {
-        let Some(rop) = checked(op) else { continue };
-        let process = events.len() / 2;
-        let end = if op.is_indeterminate() {
-            indeterminate += 1;
-            Duration::MAX
+    for op in ops.iter().filter(|o| o.invoked <= cut) {
+        let answered = !op.is_indeterminate() && op.completed <= cut;
+        let rop = if answered {
+            checked(op)
         } else {
+            checked(&Op {
+                outcome: Outcome::Indeterminate(String::new()),
+                ..(*op).clone()
+            })
+        };
+        let Some(rop) = rop else { continue };
+        let process = events.len() / 2;
+        let end = if answered {
             op.completed
+        } else {
+            Duration::MAX
         };
         events.push((op.invoked, 0, process, rop.clone()));
         events.push((end, 1, process, rop));
     }
-    let count = events.len() / 2;
     if events.is_empty() {
-        return KeyVerdict {
-            key,
-            ops: 0,
-            indeterminate: 0,
-            linearizable: true,
-        };
+        return true;
     }
     events.sort_by_key(|e| (e.0, e.1, e.2));
     let actions = events
@@ -143,13 +164,93 @@ pub fn check_key(ops: &[&Op]) -> KeyVerdict {
             (process, action)
         })
         .collect();
-    let linearizable =
-        WGLChecker::<CasRegister>::is_linearizable(WglHistory::from_actions(actions));
-    KeyVerdict {
-        key,
-        ops: count,
-        indeterminate,
-        linearizable,
+    WGLChecker::<CasRegister>::is_linearizable(WglHistory::from_actions(actions))
+}
+
+/// Where a key's history stops being linearizable: the first answer no
+/// order of the operations can explain, the operations that overlapped
+/// it, and the answered operations just before it.
+#[derive(Clone, Debug)]
+pub struct Violation {
+    pub culprit: Op,
+    pub concurrent: Vec<Op>,
+    pub before: Vec<Op>,
+}
+
+/// How many answered operations before the culprit a [`Violation`] shows.
+const CONTEXT: usize = 6;
+
+/// The earliest answer of one key's operations that makes the history
+/// non-linearizable (a binary search over answer times), or `None` if the
+/// whole history is linearizable.
+pub fn first_violation(ops: &[&Op]) -> Option<Violation> {
+    let mut answers: Vec<&Op> = ops
+        .iter()
+        .copied()
+        .filter(|o| !o.is_indeterminate() && checked(o).is_some())
+        .collect();
+    answers.sort_by_key(|o| o.completed);
+    if linearizable_until(ops, Duration::MAX) || answers.is_empty() {
+        return None;
+    }
+    // Invariant: the cut at answers[hi] is violated; the cut just before
+    // answers[lo] is not.
+    let (mut lo, mut hi) = (0, answers.len() - 1);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if linearizable_until(ops, answers[mid].completed) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    let culprit = answers[hi].clone();
+    let concurrent = ops
+        .iter()
+        .filter(|o| {
+            let end = if o.is_indeterminate() {
+                Duration::MAX
+            } else {
+                o.completed
+            };
+            !std::ptr::eq(**o, answers[hi])
+                && o.invoked <= culprit.completed
+                && end >= culprit.invoked
+        })
+        .map(|o| (*o).clone())
+        .collect();
+    let earlier: Vec<&Op> = answers
+        .iter()
+        .copied()
+        .filter(|o| o.completed < culprit.invoked)
+        .collect();
+    let before = earlier[earlier.len().saturating_sub(CONTEXT)..]
+        .iter()
+        .map(|o| (*o).clone())
+        .collect();
+    Some(Violation {
+        culprit,
+        concurrent,
+        before,
+    })
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "first answer that no order explains:\n    {}",
+            self.culprit
+        )?;
+        writeln!(f, "  overlapping it ({}):", self.concurrent.len())?;
+        for op in &self.concurrent {
+            writeln!(f, "    {op}")?;
+        }
+        writeln!(f, "  answered just before it:")?;
+        for op in &self.before {
+            writeln!(f, "    {op}")?;
+        }
+        Ok(())
     }
 }
 
@@ -280,6 +381,25 @@ mod tests {
     fn a_value_nobody_wrote_is_a_violation() {
         let foreign = op(0, 1, Call::Get, Outcome::Got(Observed::Foreign("x".into())));
         assert!(!verdict(&[foreign]));
+    }
+
+    #[test]
+    fn the_first_violation_names_the_stale_read() {
+        let ops = [
+            put(0, 1, 1),
+            put(2, 3, 2),
+            get(4, 5, Some(2)),
+            get(6, 7, Some(1)),
+            put(8, 9, 3),
+            get(10, 11, Some(3)),
+        ];
+        let refs: Vec<&Op> = ops.iter().collect();
+        let v = first_violation(&refs).expect("a violation");
+        assert_eq!(v.culprit.invoked, Duration::from_millis(6));
+        assert!(v.concurrent.is_empty(), "{v}");
+        assert_eq!(v.before.len(), 3, "{v}");
+        assert!(v.to_string().contains("get -> v1"), "{v}");
+        assert!(first_violation(&refs[..3]).is_none());
     }
 
     #[test]
