@@ -43,7 +43,7 @@ struct World {
 }
 
 #[derive(Clone, Default)]
-struct FakeApi(Arc<Mutex<World>>);
+pub(crate) struct FakeApi(Arc<Mutex<World>>);
 
 fn merge(target: &mut Value, patch: &Value) {
     match (target, patch) {
@@ -141,7 +141,7 @@ impl FakeApi {
         }
     }
 
-    fn put(&self, path: &str, object: Value) {
+    pub(crate) fn put(&self, path: &str, object: Value) {
         self.0
             .lock()
             .unwrap()
@@ -149,7 +149,7 @@ impl FakeApi {
             .insert(path.to_string(), object);
     }
 
-    fn get(&self, path: &str) -> Option<Value> {
+    pub(crate) fn get(&self, path: &str) -> Option<Value> {
         self.0.lock().unwrap().objects.get(path).cloned()
     }
 
@@ -167,7 +167,7 @@ impl FakeApi {
 }
 
 /// A client whose every request is answered by `api`.
-fn client(api: FakeApi) -> kube::Client {
+pub(crate) fn client(api: FakeApi) -> kube::Client {
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     tokio::spawn(async move {
         while let Some((request, send)) = handle.next_request().await {
@@ -197,7 +197,7 @@ fn client(api: FakeApi) -> kube::Client {
 
 /// Fake replicas: a status per admin endpoint, and every change asked.
 #[derive(Default)]
-struct FakeReplicas {
+pub(crate) struct FakeReplicas {
     statuses: Mutex<BTreeMap<String, pb::NodeStatus>>,
     calls: Mutex<Vec<String>>,
 }

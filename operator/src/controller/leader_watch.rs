@@ -175,3 +175,7 @@ async fn watch_cluster(
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
+
+#[cfg(test)]
+#[path = "leader_watch_tests.rs"]
+mod tests;
