@@ -372,7 +372,7 @@ mod tests {
             (&["--clients", "20000"], "several `raft bench`"),
             (&["-n", "0"], "at least 1"),
             (&["--duration", "0s"], "more than 0"),
-            (&["--duration", "2h"], "limit"),
+            (&["--duration", "61m"], "limit"),
             (&["--read-percent", "101"], "percentage"),
             (&["--serializable"], "--read-percent"),
             (&["--value-size", "2000000"], "largest value"),

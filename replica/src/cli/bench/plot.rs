@@ -25,10 +25,18 @@ pub fn latency_buckets(s: &Summary) -> Vec<(f64, f64, u64)> {
     }
     let top_us = s.latency.value_at_quantile(0.999).max(1);
     let width_us = top_us.div_ceil(BUCKETS).max(1);
-    (0..BUCKETS)
-        .map(|i| {
-            let (lo, hi) = (i * width_us, (i + 1) * width_us);
-            let n = s.latency.count_between(lo, hi.saturating_sub(1).max(lo));
+    let mut counts = vec![0u64; BUCKETS as usize];
+    for v in s.latency.iter_recorded() {
+        let i = v.value_iterated_to() / width_us;
+        if let Some(n) = counts.get_mut(i as usize) {
+            *n += v.count_at_value();
+        }
+    }
+    counts
+        .into_iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let (lo, hi) = (i as u64 * width_us, (i as u64 + 1) * width_us);
             (lo as f64 / 1000.0, hi as f64 / 1000.0, n)
         })
         .collect()
