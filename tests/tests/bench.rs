@@ -39,8 +39,17 @@ fn bench_rows_parse_and_add_up_in_every_format() {
         // JSON, simple mode: clients x requests, all acknowledged.
         let out = cluster
             .raft(&[
-                "bench", "--clients", "4", "-n", "25", "--format", "json", "--seed", "7",
-                "--label", "e2e",
+                "bench",
+                "--clients",
+                "4",
+                "-n",
+                "25",
+                "--format",
+                "json",
+                "--seed",
+                "7",
+                "--label",
+                "e2e",
             ])
             .await
             .expect("raft bench runs");
@@ -57,9 +66,15 @@ fn bench_rows_parse_and_add_up_in_every_format() {
         assert_eq!(row["version"], env!("CARGO_PKG_VERSION"));
         let (ops, errors) = (number(&row, "ops"), number(&row, "errors"));
         assert_eq!(ops + errors, 100.0, "every request is counted: {row}");
-        assert_eq!(errors, 0.0, "a healthy cluster acknowledges every write: {row}");
+        assert_eq!(
+            errors, 0.0,
+            "a healthy cluster acknowledges every write: {row}"
+        );
         let (p50, p99) = (number(&row, "p50_ms"), number(&row, "p99_ms"));
-        assert!(p50 > 0.0 && p50 <= p99 && p99 <= number(&row, "max_ms"), "{row}");
+        assert!(
+            p50 > 0.0 && p50 <= p99 && p99 <= number(&row, "max_ms"),
+            "{row}"
+        );
         let duration = number(&row, "duration_s");
         assert!(duration > 0.0);
         let throughput = number(&row, "throughput_ops");
@@ -92,7 +107,9 @@ fn bench_rows_parse_and_add_up_in_every_format() {
         ok(&out);
         let mut reader = csv::Reader::from_reader(out.stdout.as_bytes());
         let header = reader.headers().expect("a header").clone();
-        for column in ["version", "target", "mode", "clients", "ops", "errors", "p999_ms"] {
+        for column in [
+            "version", "target", "mode", "clients", "ops", "errors", "p999_ms",
+        ] {
             assert!(header.iter().any(|h| h == column), "column {column}: {out}");
         }
         let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("a row")).collect();
@@ -112,14 +129,24 @@ fn bench_rows_parse_and_add_up_in_every_format() {
             .await
             .expect("raft bench runs");
         ok(&without);
-        assert_eq!(without.stdout.lines().count(), 1, "no header unless asked: {without}");
+        assert_eq!(
+            without.stdout.lines().count(),
+            1,
+            "no header unless asked: {without}"
+        );
 
         // The human table and the plot, bounded by time.
         let svg = cluster.dir().join("bench.svg");
         let svg_arg = svg.to_string_lossy().to_string();
         let out = cluster
             .raft(&[
-                "bench", "--clients", "2", "--duration", "1s", "--plot", &svg_arg,
+                "bench",
+                "--clients",
+                "2",
+                "--duration",
+                "1s",
+                "--plot",
+                &svg_arg,
             ])
             .await
             .expect("raft bench runs");
@@ -150,9 +177,8 @@ fn bench_rows_parse_and_add_up_in_every_format() {
 
 /// Whether `program` is on PATH.
 fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| dir.join(program).is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
 }
 
 #[test]
@@ -207,14 +233,25 @@ fn a_tiny_comparison_with_etcd_writes_every_run_and_the_ratios() {
         assert_eq!(targets, ["kuberaft", "etcd", "kuberaft", "etcd"], "{runs}");
         for r in &rows {
             assert!(number(r, "ops") > 0.0, "every run measured something: {r}");
-            assert_eq!(number(r, "errors"), 0.0, "no errors on healthy clusters: {r}");
+            assert_eq!(
+                number(r, "errors"),
+                0.0,
+                "no errors on healthy clusters: {r}"
+            );
         }
         assert_eq!(rows[2]["read_percent"], 90);
         let csv_text = std::fs::read_to_string(out_dir.join("runs.csv")).expect("runs.csv");
-        assert_eq!(csv_text.lines().count(), 5, "a header and four rows: {csv_text}");
+        assert_eq!(
+            csv_text.lines().count(),
+            5,
+            "a header and four rows: {csv_text}"
+        );
         let summary = std::fs::read_to_string(out_dir.join("summary.md")).expect("summary.md");
         for needle in ["| write-1", "| mixed-64", "median latency at 1 client"] {
-            assert!(summary.contains(needle), "{needle} in the summary:\n{summary}");
+            assert!(
+                summary.contains(needle),
+                "{needle} in the summary:\n{summary}"
+            );
         }
         let summary_csv =
             std::fs::read_to_string(out_dir.join("summary.csv")).expect("summary.csv");
@@ -231,7 +268,12 @@ fn a_tiny_comparison_with_etcd_writes_every_run_and_the_ratios() {
         let data = out_dir.join("data");
         assert!(data.join("etcd").join("etcd-1.log").is_file());
         assert!(!data.join("etcd").join("etcd-1").exists());
-        assert!(data.join("kuberaft-1").join("alpha").join("raft.log").is_file());
+        assert!(
+            data.join("kuberaft-1")
+                .join("alpha")
+                .join("raft.log")
+                .is_file()
+        );
         assert!(!data.join("kuberaft-1").join("alpha").join("data").exists());
     }));
 }

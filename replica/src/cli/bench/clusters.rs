@@ -239,7 +239,10 @@ impl LocalCluster {
         for (endpoint, status) in &statuses {
             let status = status.as_ref().map_err(|e| format!("{endpoint}: {e}"))?;
             if !status.ready {
-                return Err(format!("{endpoint} is not ready: {}", status.not_ready.join("; ")));
+                return Err(format!(
+                    "{endpoint} is not ready: {}",
+                    status.not_ready.join("; ")
+                ));
             }
             for (g, group) in status.groups.iter().enumerate() {
                 if group.leader != 0

@@ -138,7 +138,10 @@ pub fn select(names: &[String]) -> Result<Vec<Workload>, String> {
     };
     for n in names {
         if !WORKLOADS.iter().any(|w| w.name == n) {
-            return Err(format!("no workload named {n:?}; the workloads are {}", known()));
+            return Err(format!(
+                "no workload named {n:?}; the workloads are {}",
+                known()
+            ));
         }
     }
     Ok(WORKLOADS
@@ -394,7 +397,9 @@ pub fn machine() -> String {
         .find(|l| l.starts_with("MemTotal"))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|kb| kb.parse::<u64>().ok())
-        .map_or("?".into(), |kb| format!("{:.1} GiB", kb as f64 / 1024.0 / 1024.0));
+        .map_or("?".into(), |kb| {
+            format!("{:.1} GiB", kb as f64 / 1024.0 / 1024.0)
+        });
     let kernel = read("/proc/sys/kernel/osrelease").trim().to_string();
     format!("{cores} cores ({cpu}), {mem} RAM, Linux {kernel}")
 }
@@ -417,7 +422,12 @@ fn filesystem(dir: &Path) -> String {
         .lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() >= 3 && dir.starts_with(f[1])).then(|| (f[1].len(), format!("{} ({}) mounted on {}", f[0], f[2], f[1])))
+            (f.len() >= 3 && dir.starts_with(f[1])).then(|| {
+                (
+                    f[1].len(),
+                    format!("{} ({}) mounted on {}", f[0], f[2], f[1]),
+                )
+            })
         })
         .max_by_key(|(len, _)| *len)
         .map_or("?".into(), |(_, s)| s)
@@ -530,9 +540,14 @@ async fn compare(
     data: &Path,
     runs: &RunFiles,
 ) -> anyhow::Result<Vec<Outcome>> {
-    let mut etcd = LocalCluster::start_etcd(etcd_program, &data.join("etcd"), args.ip, args.base_port)?;
+    let mut etcd =
+        LocalCluster::start_etcd(etcd_program, &data.join("etcd"), args.ip, args.base_port)?;
     etcd.wait_ready().await?;
-    println!("etcd cluster up: {} (pids {:?})", etcd.endpoints.join(","), etcd.pids());
+    println!(
+        "etcd cluster up: {} (pids {:?})",
+        etcd.endpoints.join(","),
+        etcd.pids()
+    );
     let mut kuberaft: Option<LocalCluster> = None;
     let mut outcomes = Vec::new();
     let mut first_row = true;
@@ -573,7 +588,13 @@ async fn compare(
                 let row = measured.row;
                 println!(
                     "[{} {round}/{}] {:<8} {:>8.0} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}",
-                    w.name, args.rounds, row.target, row.throughput_ops, row.p50_ms, row.p99_ms, row.errors
+                    w.name,
+                    args.rounds,
+                    row.target,
+                    row.throughput_ops,
+                    row.p50_ms,
+                    row.p99_ms,
+                    row.errors
                 );
                 runs.append(&row, first_row)?;
                 first_row = false;
@@ -594,7 +615,13 @@ async fn compare(
     Ok(outcomes)
 }
 
-fn plan_for(args: &CompareArgs, w: &Workload, cluster: &LocalCluster, round: u32, seed: u64) -> Plan {
+fn plan_for(
+    args: &CompareArgs,
+    w: &Workload,
+    cluster: &LocalCluster,
+    round: u32,
+    seed: u64,
+) -> Plan {
     let target = if cluster.kind == "etcd" {
         TargetKind::Etcd
     } else {
@@ -633,11 +660,9 @@ fn plan_for(args: &CompareArgs, w: &Workload, cluster: &LocalCluster, round: u32
 
 /// A seed that depends only on the workload and the round.
 fn seed_of(name: &str, round: u32) -> u64 {
-    name.bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        })
-        ^ u64::from(round)
+    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    }) ^ u64::from(round)
 }
 
 /// Removes the clusters' data directories, keeping their logs.
@@ -721,12 +746,18 @@ mod tests {
             outcome("groups-64", m(25000.0, 10.0, 20.0), m(5000.0, 50.0, 90.0)),
         ];
         let g = goals(&outcomes);
-        assert!(g[0].starts_with("write throughput at 64 clients >= 3x etcd's: MISSED (2.25x"), "{g:?}");
+        assert!(
+            g[0].starts_with("write throughput at 64 clients >= 3x etcd's: MISSED (2.25x"),
+            "{g:?}"
+        );
         assert!(g[1].contains("MISSED (12.00 vs 10.00 ms)"), "{g:?}");
         assert!(g[2].contains(": met (3.00 vs 4.00 ms)"), "{g:?}");
         assert!(g[3].contains(": met (2.50x"), "{g:?}");
         let g = goals(&outcomes[..1]);
-        assert!(g[0].contains("not measured") && g[2].contains("not measured"), "{g:?}");
+        assert!(
+            g[0].contains("not measured") && g[2].contains("not measured"),
+            "{g:?}"
+        );
     }
 
     #[test]
@@ -739,10 +770,18 @@ mod tests {
         let line = md.lines().find(|l| l.starts_with("| write-64")).unwrap();
         assert!(line.contains("| 9000 | 3000 | 3.00 |"), "{line}");
         assert!(line.contains("| 12.00 | 24.00 | 0.50 |"), "{line}");
-        assert!(md.lines().any(|l| l.starts_with("| mixed-64") && l.contains("| - |")));
+        assert!(
+            md.lines()
+                .any(|l| l.starts_with("| mixed-64") && l.contains("| - |"))
+        );
         let csv = summary_csv(&outcomes);
         assert_eq!(csv.lines().count(), 3);
-        assert!(csv.lines().nth(1).unwrap().starts_with("write-64,64,0,1,3,9000.0,3000.0,3.00,"));
+        assert!(
+            csv.lines()
+                .nth(1)
+                .unwrap()
+                .starts_with("write-64,64,0,1,3,9000.0,3000.0,3.00,")
+        );
     }
 
     #[test]
@@ -760,10 +799,26 @@ mod tests {
         };
         assert_eq!(parse(&[]).unwrap().len(), 6);
         assert!(parse(&["--rounds", "0"]).unwrap_err().contains("1 to 100"));
-        assert!(parse(&["--duration", "0s"]).unwrap_err().contains("more than 0"));
-        assert!(parse(&["--base-port", "65000"]).unwrap_err().contains("--base-port"));
-        assert!(parse(&["--workloads", "nope"]).unwrap_err().contains("no workload"));
-        assert!(parse(&["--ip", "10.0.0.1"]).unwrap_err().contains("loopback"));
+        assert!(
+            parse(&["--duration", "0s"])
+                .unwrap_err()
+                .contains("more than 0")
+        );
+        assert!(
+            parse(&["--base-port", "65000"])
+                .unwrap_err()
+                .contains("--base-port")
+        );
+        assert!(
+            parse(&["--workloads", "nope"])
+                .unwrap_err()
+                .contains("no workload")
+        );
+        assert!(
+            parse(&["--ip", "10.0.0.1"])
+                .unwrap_err()
+                .contains("loopback")
+        );
     }
 
     #[test]

@@ -112,7 +112,10 @@ pub async fn measure(plan: &Plan, endpoints: &[String]) -> anyhow::Result<Measur
             let targets =
                 target::kuberaft_clients(endpoints, plan.clients, plan.conns, plan.timeout)?;
             let groups = targets[0].groups().await.with_context(|| {
-                format!("cannot reach the kuberaft cluster at {}", endpoints.join(","))
+                format!(
+                    "cannot reach the kuberaft cluster at {}",
+                    endpoints.join(",")
+                )
             })?;
             drive(plan, endpoints, &targets, groups).await
         }
@@ -143,8 +146,14 @@ async fn drive<T: Target>(
     let size = plan.workload.value_size;
     let n = targets.len();
     let p = Progress::start("connecting", Goal::Requests(n as u64), true);
-    let (errors, message) =
-        run::write_keys(targets, |i| vec![i as u64 % keys], size, plan.timeout, p.counter()).await;
+    let (errors, message) = run::write_keys(
+        targets,
+        |i| vec![i as u64 % keys],
+        size,
+        plan.timeout,
+        p.counter(),
+    )
+    .await;
     p.finish();
     if errors > 0 {
         bail!(

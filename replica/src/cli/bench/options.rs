@@ -350,7 +350,10 @@ mod tests {
         let p = parse(&["--mode", "blast", "-n", "500", "--clients", "50"]).unwrap();
         assert_eq!((p.clients, p.total_requests()), (50, Some(500)));
         let p = parse(&["--mode", "blast", "--duration", "2s"]).unwrap();
-        assert_eq!((p.clients, p.stop), (256, Stop::Duration(Duration::from_secs(2))));
+        assert_eq!(
+            (p.clients, p.stop),
+            (256, Stop::Duration(Duration::from_secs(2)))
+        );
         let e = parse(&["--mode", "blast", "-n", "50000"]).unwrap_err();
         assert!(e.contains("--clients"), "{e}");
         let e = parse(&["--mode", "blast", "-n", "5", "--clients", "6"]).unwrap_err();
@@ -427,7 +430,14 @@ mod tests {
         assert_eq!(p.stop, Stop::Duration(Duration::from_secs(5)));
         assert_eq!(p.total_requests(), None);
         assert_eq!(p.workload.reads, ReadConsistency::Serializable);
-        assert_eq!((p.workload.keys, p.workload.value_size, p.workload.read_percent), (5000, 128, 90));
+        assert_eq!(
+            (
+                p.workload.keys,
+                p.workload.value_size,
+                p.workload.read_percent
+            ),
+            (5000, 128, 90)
+        );
         assert!(p.prefill && p.header);
         assert_eq!(p.warmup, Duration::from_secs(1));
         assert_eq!(p.seed, 42);

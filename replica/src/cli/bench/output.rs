@@ -126,7 +126,15 @@ fn human(row: &Row, s: &Summary) -> String {
         p => format!("{p}% {} reads, {}% writes", row.reads, 100 - p),
     };
     let bound = if row.requests > 0 {
-        format!("{} requests{}", row.requests, if row.mode == "simple" { " per client" } else { " in all" })
+        format!(
+            "{} requests{}",
+            row.requests,
+            if row.mode == "simple" {
+                " per client"
+            } else {
+                " in all"
+            }
+        )
     } else {
         format!("{} s", row.duration_limit_s)
     };
@@ -136,7 +144,11 @@ fn human(row: &Row, s: &Summary) -> String {
         row.version,
         row.mode,
         row.clients,
-        if row.mode == "simple" { "clients" } else { "in flight" },
+        if row.mode == "simple" {
+            "clients"
+        } else {
+            "in flight"
+        },
         row.conns,
         if row.conns == 1 { "" } else { "s" },
     );
@@ -153,7 +165,16 @@ fn human(row: &Row, s: &Summary) -> String {
     let _ = writeln!(
         out,
         "{:<10} {:>9} {:>7} {:>8} {:>10} {:>8} {:>8} {:>8} {:>9} {:>8}",
-        "TARGET", "OPS", "ERRORS", "SECONDS", "OPS/S", "P50 ms", "P90 ms", "P99 ms", "P99.9 ms", "MAX ms"
+        "TARGET",
+        "OPS",
+        "ERRORS",
+        "SECONDS",
+        "OPS/S",
+        "P50 ms",
+        "P90 ms",
+        "P99 ms",
+        "P99.9 ms",
+        "MAX ms"
     );
     let _ = writeln!(
         out,
@@ -220,7 +241,12 @@ mod tests {
     }
 
     fn row() -> Row {
-        Row::new(&plan(), &["127.0.0.1:2379".into(), "127.0.0.1:2380".into()], 1, &summary())
+        Row::new(
+            &plan(),
+            &["127.0.0.1:2379".into(), "127.0.0.1:2380".into()],
+            1,
+            &summary(),
+        )
     }
 
     #[test]
@@ -229,9 +255,27 @@ mod tests {
         assert!(text.ends_with('\n') && text.lines().count() == 1);
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         for field in [
-            "version", "target", "mode", "clients", "value_size", "ops", "errors", "duration_s",
-            "throughput_ops", "p50_ms", "p99_ms", "p90_ms", "p999_ms", "max_ms", "reads",
-            "read_percent", "keys", "groups", "conns", "label", "seed",
+            "version",
+            "target",
+            "mode",
+            "clients",
+            "value_size",
+            "ops",
+            "errors",
+            "duration_s",
+            "throughput_ops",
+            "p50_ms",
+            "p99_ms",
+            "p90_ms",
+            "p999_ms",
+            "max_ms",
+            "reads",
+            "read_percent",
+            "keys",
+            "groups",
+            "conns",
+            "label",
+            "seed",
         ] {
             assert!(v.get(field).is_some(), "no {field} in {text}");
         }
@@ -261,7 +305,10 @@ mod tests {
     #[test]
     fn the_table_shows_the_figures_and_the_errors() {
         let text = render(&row(), &summary(), Format::Human, false);
-        assert!(text.contains("P99.9 ms") && text.contains("MAX ms"), "{text}");
+        assert!(
+            text.contains("P99.9 ms") && text.contains("MAX ms"),
+            "{text}"
+        );
         assert!(text.contains("10% linearizable reads"), "{text}");
         assert!(text.contains("1 × error: boom"), "{text}");
         assert!(text.contains("25 requests per client"), "{text}");

@@ -74,9 +74,14 @@ fn draw(out: &mut String, title: &str, s: &Summary) -> Result<(), Box<dyn std::e
     )?;
     for (name, at, color) in [("p50", s.p50_ms, GREEN), ("p99", s.p99_ms, RED)] {
         chart
-            .draw_series(LineSeries::new([(at, 0), (at, y_max)], color.stroke_width(2)))?
+            .draw_series(LineSeries::new(
+                [(at, 0), (at, y_max)],
+                color.stroke_width(2),
+            ))?
             .label(format!("{name} {at:.2} ms"))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
     }
     chart
         .configure_series_labels()
@@ -102,10 +107,7 @@ fn draw(out: &mut String, title: &str, s: &Summary) -> Result<(), Box<dyn std::e
         .y_desc("requests completed")
         .draw()?;
     chart.draw_series(LineSeries::new(
-        s.per_second
-            .iter()
-            .enumerate()
-            .map(|(i, &n)| (i as u64, n)),
+        s.per_second.iter().enumerate().map(|(i, &n)| (i as u64, n)),
         BLUE.stroke_width(2),
     ))?;
     chart.draw_series(
@@ -128,7 +130,10 @@ mod tests {
         let start = Instant::now();
         let mut r = Recorder::new(start);
         for i in 0..3000u64 {
-            r.ok(Duration::from_micros(500 + (i * 37) % 4000), start + Duration::from_millis(i));
+            r.ok(
+                Duration::from_micros(500 + (i * 37) % 4000),
+                start + Duration::from_millis(i),
+            );
         }
         r.summary(Duration::from_secs(3))
     }
@@ -152,7 +157,11 @@ mod tests {
         assert!(text.contains("latency of 3000 requests"));
         assert!(text.contains("throughput"));
         // An empty run still draws (empty) charts.
-        let empty = svg("empty", &Recorder::new(Instant::now()).summary(Duration::ZERO)).unwrap();
+        let empty = svg(
+            "empty",
+            &Recorder::new(Instant::now()).summary(Duration::ZERO),
+        )
+        .unwrap();
         assert!(empty.contains("</svg>"));
     }
 }

@@ -33,11 +33,11 @@ impl Progress {
             ProgressBar::hidden()
         } else {
             let (len, template) = match goal {
-                Goal::Requests(n) => (n, "{msg} [{bar:40}] {pos}/{len} requests, {per_sec}, eta {eta}"),
-                Goal::Time(d) => (
-                    d.as_millis() as u64,
-                    "{msg} [{bar:40}] {prefix}",
+                Goal::Requests(n) => (
+                    n,
+                    "{msg} [{bar:40}] {pos}/{len} requests, {per_sec}, eta {eta}",
                 ),
+                Goal::Time(d) => (d.as_millis() as u64, "{msg} [{bar:40}] {prefix}"),
             };
             let bar = ProgressBar::new(len);
             if let Ok(style) = ProgressStyle::with_template(template) {

@@ -22,9 +22,9 @@ use bytes::Bytes;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use std::time::Instant;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use std::time::Instant;
 
 /// Beyond the request timeout, how long the run waits for a client that
 /// does not return (its own deadline should have ended it).
@@ -63,7 +63,15 @@ async fn simple<T: Target>(targets: &[Arc<T>], load: &Load, done: Arc<AtomicU64>
             while more(load.stop, sent, start) {
                 sent += 1;
                 let op = ops.next_op();
-                one(&*target, op, &value, load.workload.reads, load.timeout, &mut rec).await;
+                one(
+                    &*target,
+                    op,
+                    &value,
+                    load.workload.reads,
+                    load.timeout,
+                    &mut rec,
+                )
+                .await;
                 done.fetch_add(1, Ordering::Relaxed);
             }
             rec
@@ -193,7 +201,15 @@ pub async fn write_keys<T: Target>(
                 let op = Op::Put {
                     key: workload::key(k),
                 };
-                one(&*target, op, &value, ReadConsistency::Linearizable, timeout, &mut rec).await;
+                one(
+                    &*target,
+                    op,
+                    &value,
+                    ReadConsistency::Linearizable,
+                    timeout,
+                    &mut rec,
+                )
+                .await;
                 done.fetch_add(1, Ordering::Relaxed);
             }
             rec
@@ -271,14 +287,23 @@ mod tests {
     async fn simple_sends_clients_times_requests_and_counts_every_outcome() {
         let (fake, targets) = fakes(4);
         let done = Arc::new(AtomicU64::new(0));
-        let s = run(&targets, &load(Mode::Simple, Stop::Requests(50)), done.clone()).await;
+        let s = run(
+            &targets,
+            &load(Mode::Simple, Stop::Requests(50)),
+            done.clone(),
+        )
+        .await;
         assert_eq!(s.ops + s.errors, 200);
         assert_eq!(done.load(Ordering::SeqCst), 200);
         assert!(s.errors > 0 && s.error_kinds.contains_key("keys ending in 7 are refused"));
         assert!(fake.most_in_flight.load(Ordering::SeqCst) <= 4);
         assert_eq!(s.per_second.iter().sum::<u64>(), 200);
         // Half the requests are writes, which take the fake 1 ms.
-        assert!(s.p99_ms >= 1.0, "the fake's delay is measured: {}", s.p99_ms);
+        assert!(
+            s.p99_ms >= 1.0,
+            "the fake's delay is measured: {}",
+            s.p99_ms
+        );
     }
 
     #[tokio::test]

@@ -272,7 +272,11 @@ mod tests {
         assert!(err.contains("etcd put") && err.contains("empty"), "{err}");
         assert_eq!(
             *fake.seen.lock().unwrap(),
-            ["put k 3", "range k serializable=true", "range k serializable=false"]
+            [
+                "put k 3",
+                "range k serializable=true",
+                "range k serializable=false"
+            ]
         );
         server.abort();
     }
