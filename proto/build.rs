@@ -2,7 +2,12 @@
 //! so that building needs nothing but cargo (no system `protoc`).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/raft.proto", "proto/kv.proto", "proto/admin.proto"];
+    let files = [
+        "proto/raft.proto",
+        "proto/kv.proto",
+        "proto/admin.proto",
+        "proto/etcd.proto",
+    ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }

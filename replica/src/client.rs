@@ -104,6 +104,22 @@ impl Client {
         Ok(client)
     }
 
+    /// Another client over the same connections, with a client id (so
+    /// write sessions) of its own: many concurrent writers without one
+    /// connection each (`raft bench --conns`).
+    pub fn fork(&self) -> Client {
+        Client {
+            endpoints: self.endpoints.clone(),
+            channels: self.channels.clone(),
+            current: AtomicUsize::new(self.current.load(Ordering::Relaxed)),
+            client_id: random_client_id(),
+            groups: self.groups.clone(),
+            sessions: Mutex::new(HashMap::new()),
+            options: self.options.clone(),
+            last_error: Mutex::new(String::new()),
+        }
+    }
+
     /// The session of `key`'s group: lock it for the whole write.
     async fn session(&self, key: &[u8]) -> Result<Arc<tokio::sync::Mutex<u64>>, ClientError> {
         let groups = *self

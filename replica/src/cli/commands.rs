@@ -9,6 +9,7 @@
 //! of the configuration (`-c FILE`, else `./raft.*`, `~/.raft.*`,
 //! `/etc/raft.*`): run from the directory of `raft local` they need nothing.
 
+use super::bench::{self, BenchArgs};
 use super::local::{self, LocalArgs};
 use super::logging;
 use super::output::status_table;
@@ -123,6 +124,9 @@ pub enum Command {
         #[arg(long)]
         group: Option<u64>,
     },
+    /// Measure throughput and latency of a kuberaft (or etcd) cluster;
+    /// `raft bench compare` runs both side by side on this machine.
+    Bench(Box<BenchArgs>),
 }
 
 #[derive(Subcommand, Debug)]
@@ -184,6 +188,16 @@ pub async fn run(cli: Cli) -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("raft local: {e:#}");
+                    ExitCode::from(EXIT_ERROR)
+                }
+            }
+        }
+        Command::Bench(args) => {
+            logging::init(LogLevel::Warn, LogFormat::Text);
+            match bench::command(target, *args).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("raft bench: {e:#}");
                     ExitCode::from(EXIT_ERROR)
                 }
             }
@@ -280,7 +294,7 @@ async fn execute(target: Target, command: Command) -> Result<u8, ClientError> {
     let c = client(&target, &endpoints)?;
     let mut stdout = std::io::stdout().lock();
     match command {
-        Command::Serve { .. } | Command::Local(_) => {
+        Command::Serve { .. } | Command::Local(_) | Command::Bench(_) => {
             unreachable!("run() handles the server commands")
         }
         Command::Put { key, value } | Command::Commit { key, value } => {

@@ -1,6 +1,7 @@
 //! The `raft` command line: run a replica or a local cluster, talk to a
-//! cluster as a client or an administrator.
+//! cluster as a client or an administrator, benchmark it (`raft bench`).
 
+pub mod bench;
 pub mod commands;
 pub mod local;
 pub mod logging;
