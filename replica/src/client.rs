@@ -12,10 +12,10 @@
 //! first would make an earlier one stale); for concurrent writes, use one
 //! client per concurrent writer.
 
+use crate::security::{AuthChannel, ClientSecurity};
 use kuberaft_proto::admin::admin_client::AdminClient;
 use kuberaft_proto::admin::{self as admin_pb};
 use kuberaft_proto::kv::kv_client::KvClient;
-use crate::security::{AuthChannel, ClientSecurity};
 use kuberaft_proto::kv::{self as pb, Consistency, WriteHeader};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -155,7 +155,10 @@ impl Client {
             match call(self.channels[i].clone()).await {
                 Ok(v) => return Ok(v),
                 Err(status)
-                    if matches!(status.code(), Code::PermissionDenied | Code::Unauthenticated) =>
+                    if matches!(
+                        status.code(),
+                        Code::PermissionDenied | Code::Unauthenticated
+                    ) =>
                 {
                     return Err(ClientError::Denied(status.message().to_string()));
                 }
@@ -331,7 +334,9 @@ impl Client {
                 ));
             }
             Some(("http", _)) if security.uses_tls() => {
-                return Err(bad("--cacert was given: write the endpoint as https:// or host:port".into()));
+                return Err(bad(
+                    "--cacert was given: write the endpoint as https:// or host:port".into(),
+                ));
             }
             Some((_, address)) => address,
             None => endpoint,

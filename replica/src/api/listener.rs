@@ -144,8 +144,17 @@ where
 }
 
 /// Plain TCP connections.
-pub fn plain(listener: TcpListener, options: ListenerOptions, metrics: Metrics) -> Incoming<Limited> {
-    accept_loop(listener, options, metrics, |tcp, _, _| async move { Some(tcp) })
+pub fn plain(
+    listener: TcpListener,
+    options: ListenerOptions,
+    metrics: Metrics,
+) -> Incoming<Limited> {
+    accept_loop(
+        listener,
+        options,
+        metrics,
+        |tcp, _, _| async move { Some(tcp) },
+    )
 }
 
 /// TLS connections, handshaken with the server configuration `which`
@@ -288,6 +297,9 @@ mod tests {
         assert_eq!(open.get(), 1);
         let _d = TcpStream::connect(addr).await.unwrap();
         let fourth = tokio::time::timeout(Duration::from_secs(10), incoming.next()).await;
-        assert!(matches!(fourth, Ok(Some(Ok(_)))), "a freed slot takes a new connection");
+        assert!(
+            matches!(fourth, Ok(Some(Ok(_)))),
+            "a freed slot takes a new connection"
+        );
     }
 }

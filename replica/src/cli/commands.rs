@@ -284,7 +284,10 @@ pub fn security(target: &Target) -> Result<ClientSecurity, ClientError> {
         cluster_file(target)?
     };
     let from_file = |f: fn(&config::ClientView) -> Option<PathBuf>| file.as_ref().and_then(f);
-    let cacert = target.cacert.clone().or_else(|| from_file(|v| v.ca.clone()));
+    let cacert = target
+        .cacert
+        .clone()
+        .or_else(|| from_file(|v| v.ca.clone()));
     let (cert, key) = match (&target.cert, &target.key) {
         (None, None) => (from_file(|v| v.cert.clone()), from_file(|v| v.key.clone())),
         (cert, key) => (cert.clone(), key.clone()),

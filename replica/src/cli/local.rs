@@ -186,7 +186,11 @@ fn make_certificates(dir: &Path, args: &LocalArgs) -> anyhow::Result<()> {
     };
     write("ca.crt", ca.cert_pem())?;
     for name in NAMES.iter().take(usize::from(args.replicas.unwrap_or(3))) {
-        let names = vec![args.ip.to_string(), "localhost".to_string(), (*name).to_string()];
+        let names = vec![
+            args.ip.to_string(),
+            "localhost".to_string(),
+            (*name).to_string(),
+        ];
         let issued = ca
             .issue(name, &names, Usage::Replica)
             .with_context(|| format!("cannot make the certificate of {name}"))?;

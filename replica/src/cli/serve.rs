@@ -16,9 +16,9 @@ use crate::metrics::Metrics;
 use crate::node::request::Request as NodeRequest;
 use crate::node::{ClusterState, Member, Node, NodeConfig, NodeHandle};
 use crate::raft::{self, GroupId, Role};
-use crate::storage::{Identity, Wal, WalOptions};
 use crate::security::reload::{self, AdminToken, Tls};
 use crate::security::{Authz, Credentials, MemberName};
+use crate::storage::{Identity, Wal, WalOptions};
 use crate::transport::{PeerService, TransportConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -129,12 +129,15 @@ impl Server {
         };
         let tls = match &options.tls {
             Some(files) => Some(Arc::new(
-                Tls::load(files.paths(), files.client_cert_auth).map_err(|e| anyhow::anyhow!("{e}"))?,
+                Tls::load(files.paths(), files.client_cert_auth)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?,
             )),
             None => None,
         };
         let token = match &options.admin_token_file {
-            Some(path) => Some(Arc::new(AdminToken::load(path).map_err(|e| anyhow::anyhow!(e))?)),
+            Some(path) => Some(Arc::new(
+                AdminToken::load(path).map_err(|e| anyhow::anyhow!(e))?,
+            )),
             None => None,
         };
         let wal = Wal::open(&node_config.data_dir, identity, WalOptions::default())?;
@@ -224,8 +227,13 @@ impl Server {
         };
         let grpc = match &tls {
             Some(tls) => {
-                let incoming =
-                    listener::tls(grpc, tls.clone(), |a| a.grpc.clone(), grpc_options, metrics.clone());
+                let incoming = listener::tls(
+                    grpc,
+                    tls.clone(),
+                    |a| a.grpc.clone(),
+                    grpc_options,
+                    metrics.clone(),
+                );
                 tokio::spawn(routes.serve_with_incoming_shutdown(incoming, grpc_stopped))
             }
             None => {
@@ -250,7 +258,9 @@ impl Server {
             max_connections: options.max_connections,
             ..ListenerOptions::new("http")
         };
-        let http_tls = tls.clone().filter(|_| options.tls.as_ref().is_some_and(|t| t.metrics));
+        let http_tls = tls
+            .clone()
+            .filter(|_| options.tls.as_ref().is_some_and(|t| t.metrics));
         let http = match http_tls {
             Some(tls) => {
                 let incoming =

@@ -466,7 +466,8 @@ fn tls(c: &mut Checker<'_>, raw: Option<&RawTls>) -> Option<TlsFiles> {
             for (i, n) in names.iter().enumerate() {
                 if n.is_empty()
                     || n.len() > 253
-                    || n.chars().any(|ch| ch.is_whitespace() || ch.is_control() || ch == ',')
+                    || n.chars()
+                        .any(|ch| ch.is_whitespace() || ch.is_control() || ch == ',')
                 {
                     c.report(
                         &format!("tls.admin_names[{i}]"),
@@ -490,7 +491,12 @@ fn tls(c: &mut Checker<'_>, raw: Option<&RawTls>) -> Option<TlsFiles> {
     };
     // Read and check them now, so a bad file stops the start with its name.
     if let Err(e) = crate::security::Material::load(&files.paths()) {
-        c.report(e.key, quote(&e.path.display().to_string()), &e.problem, &e.fix);
+        c.report(
+            e.key,
+            quote(&e.path.display().to_string()),
+            &e.problem,
+            &e.fix,
+        );
         return None;
     }
     Some(files)

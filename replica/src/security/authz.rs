@@ -232,7 +232,10 @@ mod tests {
     #[test]
     fn hosts_come_out_of_addresses() {
         assert_eq!(host_of("10.0.0.1:3264"), "10.0.0.1");
-        assert_eq!(host_of("raft-0.raft-peers.ns.svc:3264"), "raft-0.raft-peers.ns.svc");
+        assert_eq!(
+            host_of("raft-0.raft-peers.ns.svc:3264"),
+            "raft-0.raft-peers.ns.svc"
+        );
         assert_eq!(host_of("[::1]:3264"), "::1");
         assert_eq!(host_of("localhost"), "localhost");
     }
@@ -263,13 +266,21 @@ mod tests {
         let path = dir.path().join("token");
         std::fs::write(&path, "  t0ken\n").unwrap();
         let token = Arc::new(AdminToken::load(&path).unwrap());
-        let a = Authz::new(false, vec!["admin".into()], Some(token), Arc::new(Vec::new), None);
+        let a = Authz::new(
+            false,
+            vec!["admin".into()],
+            Some(token),
+            Arc::new(Vec::new),
+            None,
+        );
         let denied = a
             .require_admin(&Request::new(()), "transfer leadership")
             .unwrap_err();
         assert_eq!(denied.code(), tonic::Code::PermissionDenied);
         assert!(
-            denied.message().contains("transfer leadership needs the admin role")
+            denied
+                .message()
+                .contains("transfer leadership needs the admin role")
                 && denied.message().contains("admin_token_file"),
             "{}",
             denied.message()
@@ -277,7 +288,12 @@ mod tests {
         let mut r = Request::new(());
         r.metadata_mut()
             .insert("authorization", "Bearer wrong".parse().unwrap());
-        assert!(a.require_admin(&r, "x").unwrap_err().message().contains("not the admin token"));
+        assert!(
+            a.require_admin(&r, "x")
+                .unwrap_err()
+                .message()
+                .contains("not the admin token")
+        );
         r.metadata_mut()
             .insert("authorization", "Bearer t0ken".parse().unwrap());
         assert!(a.require_admin(&r, "x").is_ok());

@@ -107,14 +107,19 @@ impl ClientSecurity {
         token_file: Option<&Path>,
     ) -> Result<ClientSecurity, String> {
         let read = |flag: &str, path: &Path| {
-            std::fs::read(path).map_err(|e| format!("{flag} {}: cannot read it: {e}", path.display()))
+            std::fs::read(path)
+                .map_err(|e| format!("{flag} {}: cannot read it: {e}", path.display()))
         };
         let ca = cacert.map(|p| read("--cacert", p)).transpose()?;
         let identity = match (cert, key) {
             (Some(c), Some(k)) => Some((read("--cert", c)?, read("--key", k)?)),
             (None, None) => None,
-            (Some(_), None) => return Err("--cert needs --key (the certificate's private key)".into()),
-            (None, Some(_)) => return Err("--key needs --cert (the certificate it belongs to)".into()),
+            (Some(_), None) => {
+                return Err("--cert needs --key (the certificate's private key)".into());
+            }
+            (None, Some(_)) => {
+                return Err("--key needs --cert (the certificate it belongs to)".into());
+            }
         };
         if identity.is_some() && ca.is_none() {
             return Err(

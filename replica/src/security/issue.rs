@@ -42,7 +42,9 @@ impl Authority {
     /// A new CA named `common_name`, valid for ten years.
     pub fn new(common_name: &str) -> Result<Authority, IssueError> {
         let mut params = CertificateParams::default();
-        params.distinguished_name.push(DnType::CommonName, common_name);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
@@ -78,7 +80,9 @@ impl Authority {
         usage: Usage,
     ) -> Result<Issued, IssueError> {
         let mut params = CertificateParams::default();
-        params.distinguished_name.push(DnType::CommonName, common_name);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
         params.subject_alt_names = names
             .iter()
             .map(|n| match n.parse::<IpAddr>() {

@@ -151,7 +151,8 @@ impl Material {
         alpn: &[&[u8]],
     ) -> Result<rustls::ServerConfig, rustls::Error> {
         let provider = provider();
-        let verifier = WebPkiClientVerifier::builder_with_provider(self.roots.clone(), provider.clone());
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(self.roots.clone(), provider.clone());
         let verifier = if require_client_cert {
             verifier
         } else {

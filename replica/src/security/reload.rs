@@ -121,12 +121,14 @@ fn activate(
     client_cert_auth: bool,
 ) -> Result<Active, MaterialError> {
     let config = |require: bool, alpn: &[&[u8]]| {
-        material.server_config(require, alpn).map_err(|e| MaterialError {
-            key: "tls.ca",
-            path: paths.ca.clone(),
-            problem: format!("cannot verify client certificates with it ({e})"),
-            fix: "give the PEM bundle of the CA that signs the replicas' certificates".into(),
-        })
+        material
+            .server_config(require, alpn)
+            .map_err(|e| MaterialError {
+                key: "tls.ca",
+                path: paths.ca.clone(),
+                problem: format!("cannot verify client certificates with it ({e})"),
+                fix: "give the PEM bundle of the CA that signs the replicas' certificates".into(),
+            })
     };
     // The gRPC port asks every connection for a certificate (peers must
     // present one); the HTTP port only serves, for Prometheus and probes.
@@ -234,7 +236,9 @@ pub fn spawn_reloader(
                     Ok((Ok(false), _)) | Err(_) => {}
                     Ok((Err(e), _)) => {
                         metrics.tls_reloads.with_label_values(&["failed"]).inc();
-                        tracing::error!("TLS files changed but cannot be used, keeping the old ones: {e}");
+                        tracing::error!(
+                            "TLS files changed but cannot be used, keeping the old ones: {e}"
+                        );
                     }
                 }
             }
@@ -316,13 +320,16 @@ mod tests {
             )
             .unwrap();
         use rustls::pki_types::pem::PemObject;
-        let der = rustls::pki_types::CertificateDer::from_pem_slice(issued.cert_pem.as_bytes())
-            .unwrap();
+        let der =
+            rustls::pki_types::CertificateDer::from_pem_slice(issued.cert_pem.as_bytes()).unwrap();
         let names = crate::security::CertNames::of(&der).unwrap();
         assert_eq!(names.common_name.as_deref(), Some("raft-0"));
         assert!(names.has_san("10.0.0.7") && names.has_san("RAFT-0.raft-peers.ns.svc"));
         assert!(!names.has_san("10.0.0.8") && !names.has_san("raft-0"));
-        assert!(names.has_any_name(&["raft-0".into()]), "the CN counts for roles");
+        assert!(
+            names.has_any_name(&["raft-0".into()]),
+            "the CN counts for roles"
+        );
         assert_eq!(
             names.to_string(),
             "CN=raft-0, DNS:raft-0.raft-peers.ns.svc, IP:10.0.0.7"
