@@ -15,6 +15,9 @@ use tonic::{Request, Status};
 
 pub const FORWARDED: &str = "x-kuberaft-forwarded";
 
+/// What a cached channel was made for: an address and a TLS generation.
+type ChannelKey = (String, u64);
+
 pub struct Forwarder {
     node: NodeHandle,
     /// With TLS: https, our certificate as client certificate (a member's
@@ -24,7 +27,7 @@ pub struct Forwarder {
     credentials: Credentials,
     /// Per member: the address and TLS generation a channel was made for,
     /// and the channel.
-    channels: Mutex<HashMap<NodeId, ((String, u64), AuthChannel)>>,
+    channels: Mutex<HashMap<NodeId, (ChannelKey, AuthChannel)>>,
 }
 
 impl Forwarder {
