@@ -12,6 +12,7 @@
 //! first would make an earlier one stale); for concurrent writes, use one
 //! client per concurrent writer.
 
+use crate::security::{AuthChannel, ClientSecurity};
 use kuberaft_proto::admin::admin_client::AdminClient;
 use kuberaft_proto::admin::{self as admin_pb};
 use kuberaft_proto::kv::kv_client::KvClient;
@@ -22,7 +23,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use thiserror::Error;
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
 #[derive(Debug, Error)]
@@ -39,6 +39,9 @@ pub enum ClientError {
     Rejected(String),
     #[error("invalid endpoint {endpoint:?}: {reason}")]
     BadEndpoint { endpoint: String, reason: String },
+    /// The cluster refused the caller (PERMISSION_DENIED, UNAUTHENTICATED).
+    #[error("permission denied: {0}")]
+    Denied(String),
 }
 
 /// Options of a [`Client`].
@@ -50,6 +53,8 @@ pub struct ClientOptions {
     pub attempt_timeout: Duration,
     /// Bind outgoing connections to this address (tests on loopback).
     pub local_ip: Option<std::net::IpAddr>,
+    /// TLS (CA, client certificate) and the bearer token.
+    pub security: ClientSecurity,
 }
 
 impl Default for ClientOptions {
@@ -58,13 +63,14 @@ impl Default for ClientOptions {
             timeout: Duration::from_secs(10),
             attempt_timeout: Duration::from_secs(3),
             local_ip: None,
+            security: ClientSecurity::default(),
         }
     }
 }
 
 pub struct Client {
     endpoints: Vec<String>,
-    channels: Vec<Channel>,
+    channels: Vec<AuthChannel>,
     current: AtomicUsize,
     client_id: u64,
     /// The cluster's number of groups, learned from the first replica that
@@ -138,7 +144,7 @@ impl Client {
     /// the same one for every retry.
     async fn write<T, F, Fut>(&self, key: &[u8], mut call: F) -> Result<T, ClientError>
     where
-        F: FnMut(Channel, Option<WriteHeader>) -> Fut,
+        F: FnMut(AuthChannel, Option<WriteHeader>) -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,
     {
         let session = self.session(key).await?;
@@ -155,7 +161,7 @@ impl Client {
     /// the request, or the deadline passes.
     async fn retry<T, F, Fut>(&self, mut call: F) -> Result<T, ClientError>
     where
-        F: FnMut(Channel) -> Fut,
+        F: FnMut(AuthChannel) -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,
     {
         let deadline = Instant::now() + self.options.timeout;
@@ -164,12 +170,20 @@ impl Client {
             let i = self.current.load(Ordering::Relaxed) % self.channels.len();
             match call(self.channels[i].clone()).await {
                 Ok(v) => return Ok(v),
+                Err(status)
+                    if matches!(
+                        status.code(),
+                        Code::PermissionDenied | Code::Unauthenticated
+                    ) =>
+                {
+                    return Err(ClientError::Denied(status.message().to_string()));
+                }
                 Err(status) if !retryable(&status) => {
                     return Err(ClientError::Rejected(status.message().to_string()));
                 }
                 Err(status) => {
                     *self.last_error.lock().expect("not poisoned") =
-                        format!("{}: {}", self.endpoints[i], status.message());
+                        format!("{}: {}", self.endpoints[i], describe(&status));
                     // Try the next replica; back off once all were tried.
                     let next = (i + 1) % self.channels.len();
                     self.current.store(next, Ordering::Relaxed);
@@ -322,26 +336,39 @@ impl Client {
         out
     }
 
-    fn channel_to(&self, endpoint: &str) -> Result<Channel, ClientError> {
-        let uri = if endpoint.contains("://") {
-            endpoint.to_string()
-        } else {
-            format!("http://{endpoint}")
-        };
-        let endpoint = Endpoint::from_shared(uri).map_err(|err| ClientError::BadEndpoint {
+    fn channel_to(&self, endpoint: &str) -> Result<AuthChannel, ClientError> {
+        let bad = |reason: String| ClientError::BadEndpoint {
             endpoint: endpoint.to_string(),
-            reason: err.to_string(),
-        })?;
-        Ok(endpoint
+            reason,
+        };
+        let security = &self.options.security;
+        let address = match endpoint.split_once("://") {
+            Some(("https", _)) if !security.uses_tls() => {
+                return Err(bad(
+                    "https needs the CA that signed the replicas' certificates: pass --cacert FILE"
+                        .into(),
+                ));
+            }
+            Some(("http", _)) if security.uses_tls() => {
+                return Err(bad(
+                    "--cacert was given: write the endpoint as https:// or host:port".into(),
+                ));
+            }
+            Some((_, address)) => address,
+            None => endpoint,
+        };
+        let endpoint = security.endpoint(address).map_err(bad)?;
+        let channel = endpoint
             .connect_timeout(self.options.attempt_timeout)
             .timeout(self.options.attempt_timeout)
             .tcp_nodelay(true)
             .local_address(self.options.local_ip)
-            .connect_lazy())
+            .connect_lazy();
+        Ok(security.credentials().map_err(bad)?.wrap(channel))
     }
 
     /// An admin client on the replica that answered last.
-    pub fn admin(&self) -> AdminClient<Channel> {
+    pub fn admin(&self) -> AdminClient<AuthChannel> {
         let i = self.current.load(Ordering::Relaxed) % self.channels.len();
         AdminClient::new(self.channels[i].clone())
     }
@@ -349,19 +376,25 @@ impl Client {
     /// Runs an admin call with the same failover and deadline as data calls.
     pub async fn admin_call<T, F, Fut>(&self, call: F) -> Result<T, ClientError>
     where
-        F: FnMut(Channel) -> Fut,
+        F: FnMut(AuthChannel) -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,
     {
         self.retry(call).await
     }
 }
 
-async fn status_of(ch: Channel) -> Result<admin_pb::NodeStatus, String> {
+async fn status_of(ch: AuthChannel) -> Result<admin_pb::NodeStatus, String> {
     AdminClient::new(ch)
         .status(admin_pb::StatusRequest {})
         .await
         .map(|r| r.into_inner())
-        .map_err(|s| s.message().to_string())
+        .map_err(|s| describe(&s))
+}
+
+/// A status's message with what caused it (a transport error's TLS or
+/// connection reason is in its sources).
+pub fn describe(status: &Status) -> String {
+    crate::security::error_chain(status)
 }
 
 /// Whether another attempt (perhaps on another replica) may succeed.

@@ -6,7 +6,8 @@
 //! - [`config`]: the replica's configuration file (JSON, TOML or YAML) and its overrides;
 //! - [`kv`]: the replicated key-value state machine of a group, with client sessions;
 //! - [`storage`]: the write-ahead log shared by all groups of a node, and snapshots;
-//! - [`transport`]: gRPC streams between replicas, batching all groups' messages per peer.
+//! - [`transport`]: gRPC streams between replicas, batching all groups' messages per peer;
+//! - [`security`]: TLS material and its reloading, peer and admin authorization.
 
 pub mod api;
 pub mod cli;
@@ -18,5 +19,6 @@ pub mod multi;
 pub mod node;
 pub mod raft;
 pub mod random;
+pub mod security;
 pub mod storage;
 pub mod transport;

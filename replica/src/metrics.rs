@@ -49,6 +49,13 @@ pub struct Metrics {
     pub peer_messages_received: IntCounterVec,
     pub peer_unreachable: IntCounterVec,
     pub peer_rejected: IntCounterVec,
+    // --- listeners and security ---
+    pub connections_open: IntGaugeVec,
+    pub connections_refused: IntCounterVec,
+    pub accept_errors: IntCounterVec,
+    pub tls_handshake_failures: IntCounterVec,
+    pub tls_reloads: IntCounterVec,
+    pub admin_denied: IntCounterVec,
     // --- clients ---
     pub client_requests: IntCounterVec,
     pub client_request_duration: HistogramVec,
@@ -236,8 +243,45 @@ impl Metrics {
             peer_rejected: counter_vec(
                 &r,
                 "raft_peer_rejected_total",
-                "Peer traffic refused, by reason (other_cluster, wrong_node, malformed).",
+                "Peer traffic refused, by reason (other_cluster, wrong_node, malformed, \
+                 no_certificate, not_a_member).",
                 &["reason"],
+            ),
+            connections_open: gauge_vec(
+                &r,
+                "raft_connections_open",
+                "TCP connections held open by a listener (grpc, http).",
+                &["listener"],
+            ),
+            connections_refused: counter_vec(
+                &r,
+                "raft_connections_refused_total",
+                "Connections closed at once because the listener held its maximum.",
+                &["listener"],
+            ),
+            accept_errors: counter_vec(
+                &r,
+                "raft_accept_errors_total",
+                "Failed accepts (e.g. out of file descriptors), retried after a pause.",
+                &["listener"],
+            ),
+            tls_handshake_failures: counter_vec(
+                &r,
+                "raft_tls_handshake_failures_total",
+                "TLS handshakes that failed (error: bad or missing certificate, not TLS; timeout).",
+                &["listener", "reason"],
+            ),
+            tls_reloads: counter_vec(
+                &r,
+                "raft_tls_reloads_total",
+                "Reloads of changed TLS files or admin token, by result (ok, failed: the old ones stay).",
+                &["result"],
+            ),
+            admin_denied: counter_vec(
+                &r,
+                "raft_admin_denied_total",
+                "Admin requests refused for lack of the admin role, by action.",
+                &["action"],
             ),
             client_requests: counter_vec(
                 &r,

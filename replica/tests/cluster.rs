@@ -65,6 +65,9 @@ impl Cluster {
             max_message_bytes: 16 << 20,
             request_timeout: Duration::from_secs(10),
             handover_timeout: Duration::from_secs(2),
+            tls: None,
+            admin_token_file: None,
+            max_connections: 4096,
         }
     }
 

@@ -433,13 +433,136 @@ mod config {
         assert_eq!(msg.lines().count(), 3, "{msg}");
     }
 
+    /// A CA and certificates in a directory, for the TLS settings.
+    struct Pki {
+        dir: PathBuf,
+        authority: kuberaft::security::issue::Authority,
+        ca: PathBuf,
+    }
+
+    impl Pki {
+        fn new(dir: &Path) -> Pki {
+            let authority = kuberaft::security::issue::Authority::new("test CA").unwrap();
+            let ca = dir.join("ca.pem");
+            std::fs::write(&ca, authority.cert_pem()).unwrap();
+            Pki {
+                dir: dir.to_path_buf(),
+                authority,
+                ca,
+            }
+        }
+
+        fn cert(&self, name: &str) -> (PathBuf, PathBuf) {
+            let issued = self
+                .authority
+                .issue(
+                    name,
+                    &[name.to_string()],
+                    kuberaft::security::issue::Usage::Replica,
+                )
+                .unwrap();
+            let cert = self.dir.join(format!("{name}.crt"));
+            let key = self.dir.join(format!("{name}.key"));
+            std::fs::write(&cert, issued.cert_pem).unwrap();
+            std::fs::write(&key, issued.key_pem).unwrap();
+            (cert, key)
+        }
+    }
+
+    #[test]
+    fn tls_problems_are_named_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::new(dir.path());
+        let (cert, key) = pki.cert("alpha");
+        let (_, other_key) = pki.cert("bravo");
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, "not a certificate").unwrap();
+        let tls = |cert: &Path, key: &Path, ca: Option<&Path>, more: &str| {
+            let ca = ca.map_or(String::new(), |ca| format!(r#", "ca": {:?}"#, ca));
+            original_with(
+                "tls",
+                &format!(r#"{{"cert": {cert:?}, "key": {key:?}{ca}{more}}}"#),
+            )
+        };
+        let ca = Some(pki.ca.as_path());
+        invalid(
+            &tls(&cert, &key, None, ""),
+            &[],
+            &[
+                "tls.ca = (not set)",
+                "required when TLS is configured",
+                "mutual TLS",
+            ],
+        );
+        invalid(
+            &tls(dir.path(), &key, ca, ""),
+            &[],
+            &["tls.cert = ", "is not a readable file"],
+        );
+        invalid(
+            &tls(&garbage, &key, ca, ""),
+            &[],
+            &["tls.cert = ", "holds no certificate", "BEGIN CERTIFICATE"],
+        );
+        invalid(
+            &tls(&cert, &garbage, ca, ""),
+            &[],
+            &["tls.key = ", "no usable private key"],
+        );
+        invalid(
+            &tls(&cert, &other_key, ca, ""),
+            &[],
+            &[
+                "tls.key = ",
+                "does not belong to the certificate in tls.cert",
+            ],
+        );
+        invalid(
+            &tls(&cert, &key, Some(&garbage), ""),
+            &[],
+            &["tls.ca = ", "holds no certificate"],
+        );
+        invalid(
+            &tls(
+                &cert,
+                &key,
+                ca,
+                r#", "admin_names": ["ok", "two words", ""]"#,
+            ),
+            &[],
+            &[
+                "tls.admin_names[1] = \"two words\"",
+                "tls.admin_names[2] = \"\"",
+                "is not a certificate name",
+            ],
+        );
+        let empty = dir.path().join("empty-token");
+        std::fs::write(&empty, "  \n").unwrap();
+        let mut v: serde_json::Value = serde_json::from_str(&tls(&cert, &key, ca, "")).unwrap();
+        v["admin_token_file"] = empty.to_str().unwrap().into();
+        invalid(&v.to_string(), &[], &["admin_token_file = ", "is empty"]);
+        v["admin_token_file"] = "/nonexistent/token".into();
+        invalid(&v.to_string(), &[], &["admin_token_file = ", "cannot read"]);
+        invalid(
+            &original_with("max_connections", "3"),
+            &[],
+            &["max_connections = 3", "must be between 16"],
+        );
+        // And the good one loads, with the defaults.
+        let c = try_json(&tls(&cert, &key, ca, ""), &[]).expect("valid TLS settings");
+        let t = c.tls.expect("tls");
+        assert_eq!(t.admin_names, ["raft-operator", "admin"]);
+        assert!(!t.client_cert_auth && !t.metrics);
+    }
+
     #[test]
     fn the_environment_overrides_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        let cert = dir.path().join("cert.pem");
-        let key = dir.path().join("key.pem");
-        std::fs::write(&cert, "-----BEGIN CERTIFICATE-----").unwrap();
-        std::fs::write(&key, "-----BEGIN PRIVATE KEY-----").unwrap();
+        let pki = Pki::new(dir.path());
+        let (cert, key) = pki.cert("charlie");
+        let ca = pki.ca.clone();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "t0ken\n").unwrap();
         let c = try_json(
             ORIGINAL,
             &[
@@ -459,6 +582,11 @@ mod config {
                 ("RAFT_MAX_MESSAGE_BYTES", "4194304"),
                 ("RAFT_TLS_CERT", cert.to_str().unwrap()),
                 ("RAFT_TLS_KEY", key.to_str().unwrap()),
+                ("RAFT_TLS_CA", ca.to_str().unwrap()),
+                ("RAFT_TLS_CLIENT_CERT_AUTH", "true"),
+                ("RAFT_TLS_ADMIN_NAMES", "ops, admin"),
+                ("RAFT_ADMIN_TOKEN_FILE", token.to_str().unwrap()),
+                ("RAFT_MAX_CONNECTIONS", "100"),
                 ("PATH", "/usr/bin"),
             ],
         )
@@ -475,8 +603,12 @@ mod config {
         assert_eq!(c.listen_address.to_string(), "0.0.0.0:3266");
         assert_eq!(c.metrics_address.to_string(), "0.0.0.0:9100");
         assert_eq!((c.snapshot_threshold, c.max_message_bytes), (123, 4 << 20));
+        assert_eq!(c.max_connections, 100);
+        assert_eq!(c.admin_token_file.as_deref(), Some(token.as_path()));
         let tls = c.tls.expect("tls from the environment");
-        assert_eq!((tls.cert, tls.key, tls.ca), (cert, key, None));
+        assert_eq!((tls.cert, tls.key, tls.ca), (cert, key, ca));
+        assert!(tls.client_cert_auth && !tls.metrics);
+        assert_eq!(tls.admin_names, ["ops", "admin"]);
 
         let c = try_json(
             ORIGINAL,

@@ -16,10 +16,13 @@
 use crate::binary::raft_binary;
 use crate::config::{PeerEntry, ReplicaConfig, name_of};
 use crate::error::HarnessError;
+use crate::pki::{ADMIN_NAME, CertFiles, Pki};
 use crate::replica::Replica;
 use crate::subnet::Subnet;
 use crate::test_dir::TestDir;
 use kuberaft::client::{Client, ClientOptions};
+use kuberaft::security::ClientSecurity;
+use kuberaft::security::issue::Usage;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
@@ -39,6 +42,19 @@ pub struct ClusterOptions {
     /// 0-5 (3: info).
     pub log_level: u8,
     pub cluster_id: String,
+    /// Run with TLS: a CA of the test, a certificate per replica (its IP
+    /// and name), and the harness talking as an admin client.
+    pub tls: Option<TlsOptions>,
+    /// Replicas read this admin token from `admin_token_file` (the
+    /// harness presents it too).
+    pub admin_token: Option<String>,
+}
+
+/// How a TLS test cluster is set up.
+#[derive(Clone, Debug, Default)]
+pub struct TlsOptions {
+    /// `tls.client_cert_auth`: every client must present a certificate.
+    pub client_cert_auth: bool,
 }
 
 impl Default for ClusterOptions {
@@ -52,6 +68,8 @@ impl Default for ClusterOptions {
             snapshot_threshold: None,
             log_level: 3,
             cluster_id: "e2e".into(),
+            tls: None,
+            admin_token: None,
         }
     }
 }
@@ -79,6 +97,8 @@ pub struct Cluster {
     options: ClusterOptions,
     binary: PathBuf,
     subnet: Subnet,
+    /// With TLS: the test's CA and the harness's admin certificate.
+    pki: Option<(Pki, CertFiles)>,
     dir: TestDir,
 }
 
@@ -110,13 +130,43 @@ impl Cluster {
         let binary = raft_binary()?;
         let subnet = Subnet::claim()?;
         let dir = TestDir::new(test)?;
+        let pki = match &options.tls {
+            Some(_) => {
+                let pki = Pki::new(&dir.path().join("pki"), &format!("{test} CA"))?;
+                let admin = pki.issue(ADMIN_NAME, ADMIN_NAME, &[], Usage::Client)?;
+                Some((pki, admin))
+            }
+            None => None,
+        };
+        if let Some(token) = &options.admin_token {
+            crate::config::write_atomically(&dir.path().join("admin-token"), token.as_bytes())?;
+        }
         Ok(Cluster {
             replicas: BTreeMap::new(),
             options,
             binary,
             subnet,
+            pki,
             dir,
         })
+    }
+
+    /// The test's CA, with TLS.
+    pub fn pki(&self) -> Option<&Pki> {
+        self.pki.as_ref().map(|(pki, _)| pki)
+    }
+
+    /// What the harness presents: the admin certificate (with TLS) and the
+    /// admin token (when configured).
+    pub fn security(&self) -> ClientSecurity {
+        let mut security = match &self.pki {
+            Some((pki, admin)) => pki
+                .client(Some(admin))
+                .expect("the harness's own certificate"),
+            None => ClientSecurity::default(),
+        };
+        security.token = self.options.admin_token.clone();
+        security
     }
 
     pub fn options(&self) -> &ClusterOptions {
@@ -205,6 +255,31 @@ impl Cluster {
         peers: Vec<PeerEntry>,
     ) -> ReplicaConfig {
         let dir = self.dir.path().join(name_of(id));
+        let mut extra = serde_json::Map::new();
+        if let (Some((pki, _)), Some(tls)) = (&self.pki, &self.options.tls) {
+            let name = name_of(id);
+            let cert = pki.ca_path().with_file_name(format!("{name}.crt"));
+            let key = cert.with_extension("key");
+            if !cert.is_file() {
+                pki.replica(&name, self.ip_of(id))
+                    .expect("a certificate for a test replica");
+            }
+            extra.insert(
+                "tls".into(),
+                serde_json::json!({
+                    "cert": cert,
+                    "key": key,
+                    "ca": pki.ca_path(),
+                    "client_cert_auth": tls.client_cert_auth,
+                }),
+            );
+        }
+        if self.options.admin_token.is_some() {
+            extra.insert(
+                "admin_token_file".into(),
+                serde_json::json!(self.dir.path().join("admin-token")),
+            );
+        }
         ReplicaConfig {
             cluster_id: self.options.cluster_id.clone(),
             name: name_of(id),
@@ -216,7 +291,7 @@ impl Cluster {
             snapshot_threshold: self.options.snapshot_threshold,
             log_level: self.options.log_level,
             peers,
-            extra: serde_json::Map::new(),
+            extra,
         }
     }
 
@@ -230,7 +305,7 @@ impl Cluster {
     /// Defines replica `id` with the configuration given (replacing, and
     /// killing, an earlier definition).
     pub fn define_with(&mut self, id: u64, config: ReplicaConfig) -> &mut Replica {
-        let replica = Replica::new(
+        let mut replica = Replica::new(
             id,
             config.name.clone(),
             self.ip_of(id),
@@ -238,6 +313,7 @@ impl Cluster {
             config,
             self.binary.clone(),
         );
+        replica.security = self.security();
         self.replicas.insert(id, replica);
         self.replicas.get_mut(&id).expect("just inserted")
     }
@@ -303,7 +379,7 @@ impl Cluster {
 
     /// A client of every defined replica with `timeout` per request.
     pub fn client_with_timeout(&self, timeout: Duration) -> Client {
-        client(&self.endpoints(), timeout)
+        client_with(&self.endpoints(), timeout, self.security())
     }
 
     /// A client of every defined replica (20 s per request, retries
@@ -314,18 +390,28 @@ impl Cluster {
 
     /// A client that only talks to the replicas given.
     pub fn client_of(&self, ids: &[u64]) -> Client {
-        client(&self.endpoints_of(ids), Duration::from_secs(20))
+        client_with(
+            &self.endpoints_of(ids),
+            Duration::from_secs(20),
+            self.security(),
+        )
     }
 }
 
 /// A client of `endpoints` with a request `timeout`.
 pub fn client(endpoints: &[String], timeout: Duration) -> Client {
+    client_with(endpoints, timeout, ClientSecurity::default())
+}
+
+/// A client of `endpoints` with a request `timeout`, presenting `security`.
+pub fn client_with(endpoints: &[String], timeout: Duration, security: ClientSecurity) -> Client {
     Client::new(
         endpoints,
         ClientOptions {
             timeout,
             attempt_timeout: timeout.min(Duration::from_secs(3)),
             local_ip: None,
+            security,
         },
     )
     .expect("the harness's own endpoints are valid")

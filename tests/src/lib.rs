@@ -37,6 +37,7 @@ pub mod load;
 pub mod log_scan;
 pub mod nemesis;
 pub mod netns;
+pub mod pki;
 pub mod replica;
 pub mod schedule;
 pub mod subnet;

@@ -19,6 +19,7 @@
 
 use crate::config::{GRPC_PORT, HTTP_PORT, ReplicaConfig};
 use crate::error::HarnessError;
+use kuberaft::security::{AuthChannel, ClientSecurity, error_chain};
 use kuberaft_proto::admin::NodeStatus;
 use kuberaft_proto::admin::admin_client::AdminClient;
 use std::fs::OpenOptions;
@@ -28,7 +29,6 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
 
 /// How long one admin call may take.
 pub const RPC_TIMEOUT: Duration = Duration::from_secs(2);
@@ -49,6 +49,8 @@ pub struct Replica {
     paused: bool,
     /// How the last run ended, once it has.
     last_exit: Option<ExitStatus>,
+    /// What the harness presents to it (TLS, admin token).
+    pub security: ClientSecurity,
 }
 
 impl Replica {
@@ -71,6 +73,7 @@ impl Replica {
             child: None,
             paused: false,
             last_exit: None,
+            security: ClientSecurity::default(),
         }
     }
 
@@ -260,23 +263,27 @@ impl Replica {
     }
 
     /// A fresh gRPC channel to the replica (connecting now, bounded).
-    pub async fn channel(&self) -> Result<Channel, HarnessError> {
+    pub async fn channel(&self) -> Result<AuthChannel, HarnessError> {
         let rpc = |message: String| HarnessError::Rpc {
             id: self.id,
             endpoint: self.endpoint(),
             message,
         };
-        Endpoint::from_shared(format!("http://{}", self.endpoint()))
-            .map_err(|e| rpc(e.to_string()))?
+        let channel = self
+            .security
+            .endpoint(&self.endpoint())
+            .map_err(rpc)?
             .connect_timeout(RPC_TIMEOUT)
             .timeout(RPC_TIMEOUT)
             .connect()
             .await
-            .map_err(|e| rpc(format!("cannot connect: {e}")))
+            .map_err(|e| rpc(format!("cannot connect: {}", error_chain(&e))))?;
+        let credentials = self.security.credentials().map_err(rpc)?;
+        Ok(credentials.wrap(channel))
     }
 
     /// The admin client of this replica.
-    pub async fn admin(&self) -> Result<AdminClient<Channel>, HarnessError> {
+    pub async fn admin(&self) -> Result<AdminClient<AuthChannel>, HarnessError> {
         Ok(AdminClient::new(self.channel().await?))
     }
 

@@ -87,6 +87,7 @@ impl Workload {
                     timeout: self.op_timeout,
                     attempt_timeout: self.op_timeout.min(Duration::from_millis(750)),
                     local_ip: Some(subnet_ip(host).into()),
+                    ..ClientOptions::default()
                 },
             )
             .expect("the harness's own endpoints are valid");

@@ -12,6 +12,7 @@ use crate::kv::{Command, MEMBERS_GROUP, Op};
 use crate::node::request::{NodeError, Request as NodeRequest, Served};
 use crate::node::{GroupView, NodeHandle};
 use crate::raft::{ConfChange, ConfChangeKind, GroupId, LogIndex, NodeId, ProgressState, Role};
+use crate::security::{AuthChannel, Authz, error_chain};
 use bytes::Bytes;
 use kuberaft_proto::admin as pb;
 use kuberaft_proto::admin::admin_client::AdminClient;
@@ -29,6 +30,7 @@ pub struct AdminService {
     node: NodeHandle,
     forwarder: Arc<Forwarder>,
     timeout: Duration,
+    authz: Arc<Authz>,
 }
 
 impl AdminService {
@@ -37,7 +39,14 @@ impl AdminService {
             node,
             forwarder,
             timeout,
+            authz: Arc::new(Authz::open()),
         }
+    }
+
+    /// Requires the admin role for every admin RPC that changes something.
+    pub fn with_authz(mut self, authz: Arc<Authz>) -> Self {
+        self.authz = authz;
+        self
     }
 
     pub fn into_server(self) -> AdminServer<AdminService> {
@@ -65,7 +74,7 @@ impl AdminService {
         forward: F,
     ) -> Result<LogIndex, Status>
     where
-        F: FnOnce(AdminClient<tonic::transport::Channel>) -> Fut,
+        F: FnOnce(AdminClient<AuthChannel>) -> Fut,
         Fut: std::future::Future<Output = Result<pb::MembershipResponse, Status>>,
     {
         let result = self
@@ -190,20 +199,20 @@ impl AdminService {
         member: &pb::Member,
         what: &str,
     ) -> Result<pb::NodeStatus, Status> {
-        let endpoint =
-            tonic::transport::Endpoint::from_shared(format!("http://{}", member.address))
-                .map_err(|e| {
-                    Status::invalid_argument(format!(
-                        "{what}: bad address {:?}: {e}",
-                        member.address
-                    ))
-                })?
-                .connect_timeout(self.node.config.rpc_timeout)
-                .timeout(self.timeout.min(Duration::from_secs(5)))
-                .local_address(self.node.config.local_ip);
+        let endpoint = self
+            .forwarder
+            .endpoint(&member.address)
+            .map_err(|e| {
+                Status::invalid_argument(format!(
+                    "{what}: bad address {:?}: {}",
+                    member.address,
+                    e.message()
+                ))
+            })?
+            .timeout(self.timeout.min(Duration::from_secs(5)));
         let status = async {
-            let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
-            AdminClient::new(channel)
+            let channel = endpoint.connect().await.map_err(|e| error_chain(&e))?;
+            AdminClient::new(self.forwarder.authenticate(channel))
                 .status(pb::StatusRequest {})
                 .await
                 .map(Response::into_inner)
@@ -417,6 +426,7 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::AddLearnerRequest>,
     ) -> Result<Response<pb::MembershipResponse>, Status> {
+        self.authz.require_admin(&request, "add a learner")?;
         let forwarded = was_forwarded(&request);
         let req = request.into_inner();
         let member = req.member.clone().ok_or_else(|| {
@@ -455,6 +465,7 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::MemberRequest>,
     ) -> Result<Response<pb::MembershipResponse>, Status> {
+        self.authz.require_admin(&request, "promote a member")?;
         if request.get_ref().group.is_none() && !was_forwarded(&request) {
             self.check_promotable(request.get_ref().id).await?;
         }
@@ -465,6 +476,7 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::MemberRequest>,
     ) -> Result<Response<pb::MembershipResponse>, Status> {
+        self.authz.require_admin(&request, "remove a member")?;
         let top_level = request.get_ref().group.is_none();
         let forwarded = was_forwarded(&request);
         let id = request.get_ref().id;
@@ -484,6 +496,7 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::UpdateMemberRequest>,
     ) -> Result<Response<pb::MembershipResponse>, Status> {
+        self.authz.require_admin(&request, "update a member")?;
         let forwarded = was_forwarded(&request);
         let req = request.into_inner();
         let member = req.member.ok_or_else(|| {
@@ -515,6 +528,7 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::TransferLeaderRequest>,
     ) -> Result<Response<pb::TransferLeaderResponse>, Status> {
+        self.authz.require_admin(&request, "transfer leadership")?;
         let forwarded = was_forwarded(&request);
         let req = request.into_inner();
         let to = (req.to != 0).then_some(NodeId(req.to));
@@ -569,6 +583,7 @@ impl Admin for AdminService {
         &self,
         request: Request<pb::SnapshotRequest>,
     ) -> Result<Response<pb::SnapshotResponse>, Status> {
+        self.authz.require_admin(&request, "take a snapshot")?;
         let req = request.into_inner();
         let mut snapshot_index = HashMap::new();
         for group in self.groups(req.group)? {

@@ -111,7 +111,7 @@ impl KvService {
         &self,
         request: &Request<T>,
         error: NodeError,
-    ) -> Result<tonic::transport::Channel, Status> {
+    ) -> Result<crate::security::AuthChannel, Status> {
         match error {
             NodeError::NotLeader {
                 leader: Some(leader),

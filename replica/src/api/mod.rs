@@ -5,3 +5,4 @@ pub mod admin_service;
 pub mod forward;
 pub mod http;
 pub mod kv_service;
+pub mod listener;

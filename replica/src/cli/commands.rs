@@ -16,6 +16,7 @@ use super::output::status_table;
 use super::serve::{self, ServeOptions};
 use crate::client::{Client, ClientError, ClientOptions};
 use crate::config::{self, ConfigError, LogFormat, LogLevel, Sources};
+use crate::security::ClientSecurity;
 use clap::{Args, Parser, Subcommand};
 use kuberaft_proto::admin as admin_pb;
 use kuberaft_proto::kv::Consistency;
@@ -56,6 +57,19 @@ pub struct Target {
     /// How long a command may take, retries included (e.g. 5s, 500ms).
     #[arg(long, global = true, default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
+    /// The CA bundle that signed the replicas' certificates: speak TLS
+    /// (default: the configuration's tls.ca).
+    #[arg(long, global = true, env = "RAFT_CACERT", value_name = "FILE")]
+    pub cacert: Option<PathBuf>,
+    /// A client certificate to present (with --key), e.g. one with the admin role.
+    #[arg(long, global = true, env = "RAFT_CERT", value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// The private key of --cert.
+    #[arg(long, global = true, env = "RAFT_KEY", value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// A file holding the admin bearer token (the replicas' admin_token_file).
+    #[arg(long, global = true, env = "RAFT_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -232,14 +246,6 @@ async fn serve_command(path: Option<PathBuf>, name: Option<String>) -> ExitCode 
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
-    if c.tls.is_some() {
-        eprintln!(
-            "raft serve: {} configures TLS, but this replica does not serve TLS yet; \
-             remove the tls section (and RAFT_TLS_* variables) to run without it",
-            loaded.path.display()
-        );
-        return ExitCode::from(EXIT_ERROR);
-    }
     tracing::info!(config = %loaded.path.display(), name = %c.name, "configuration loaded");
     match serve::serve(ServeOptions::from_config(c)).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -257,9 +263,20 @@ pub fn endpoints(target: &Target) -> Result<Vec<String>, ClientError> {
     if !target.endpoints.is_empty() {
         return Ok(target.endpoints.clone());
     }
+    Ok(cluster_file(target)?
+        .map(|view| view.peers.values().map(config::Peer::endpoint).collect())
+        .unwrap_or_default())
+}
+
+/// The cluster's configuration file, when client commands read it: when
+/// no `--endpoints` are given, or `-c` is.
+fn cluster_file(target: &Target) -> Result<Option<config::ClientView>, ClientError> {
+    if !target.endpoints.is_empty() && target.config.is_none() {
+        return Ok(None);
+    }
     let sources = Sources::from_process(target.config.clone(), None);
-    match config::load_peers(&sources) {
-        Ok((_, peers)) => Ok(peers.values().map(config::Peer::endpoint).collect()),
+    match config::load_client(&sources) {
+        Ok(view) => Ok(Some(view)),
         Err(ConfigError::NotFound { .. }) if target.config.is_none() => Err(ClientError::Rejected(
             "no cluster to talk to: pass --endpoints HOST:PORT[,HOST:PORT...], or -c FILE \
                  with the cluster's configuration, or run from a directory that holds raft.json \
@@ -272,10 +289,41 @@ pub fn endpoints(target: &Target) -> Result<Vec<String>, ClientError> {
     }
 }
 
+/// TLS and token of client commands: the flags, else the configuration's
+/// `tls` section and `admin_token_file`.
+pub fn security(target: &Target) -> Result<ClientSecurity, ClientError> {
+    let file = if target.cacert.is_some() {
+        None
+    } else {
+        cluster_file(target)?
+    };
+    let from_file = |f: fn(&config::ClientView) -> Option<PathBuf>| file.as_ref().and_then(f);
+    let cacert = target
+        .cacert
+        .clone()
+        .or_else(|| from_file(|v| v.ca.clone()));
+    let (cert, key) = match (&target.cert, &target.key) {
+        (None, None) => (from_file(|v| v.cert.clone()), from_file(|v| v.key.clone())),
+        (cert, key) => (cert.clone(), key.clone()),
+    };
+    let token_file = target
+        .token_file
+        .clone()
+        .or_else(|| from_file(|v| v.admin_token_file.clone()));
+    ClientSecurity::from_files(
+        cacert.as_deref(),
+        cert.as_deref(),
+        key.as_deref(),
+        token_file.as_deref(),
+    )
+    .map_err(ClientError::Rejected)
+}
+
 fn client(target: &Target, endpoints: &[String]) -> Result<Client, ClientError> {
     let options = ClientOptions {
         timeout: target.timeout,
         attempt_timeout: target.timeout.min(Duration::from_secs(3)),
+        security: security(target)?,
         ..ClientOptions::default()
     };
     Client::new(endpoints, options)

@@ -8,7 +8,15 @@
 //! <dir>/<name>/data/       the replica's write-ahead log and snapshots
 //! <dir>/<name>/raft.log    what the replica logged
 //! <dir>/<name>/raft.pid    its process id while it runs
+//! <dir>/tls/               with --tls: ca.crt, <name>.crt/.key per replica, admin.crt/.key
 //! ```
+//!
+//! With `--tls` (on a new `--dir`) a CA is made and every replica gets a
+//! certificate for its address (and `localhost` and its name), handed to it
+//! through `RAFT_TLS_CERT` and `RAFT_TLS_KEY`, as the operator does in a
+//! pod. The `tls` section of `raft.json` names the CA and an admin client
+//! certificate (CN `admin`), so client commands run from the directory
+//! speak TLS with the admin role.
 //!
 //! Each replica runs with `<dir>/<name>` as its working directory, so the
 //! relative `data_dir` of the shared configuration lands inside it. Run again
@@ -24,6 +32,8 @@
 //! SIGKILLs any that has not exited after a grace period.
 
 use crate::config::{self, Peer, Sources};
+use crate::security::ClientSecurity;
+use crate::security::issue::{Authority, Usage};
 use anyhow::{Context as _, bail};
 use clap::Args;
 use kuberaft_proto::admin::admin_client::AdminClient;
@@ -35,7 +45,7 @@ use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// Names of the replicas, in order (the original program's).
 const NAMES: [&str; 9] = [
@@ -63,6 +73,10 @@ pub struct LocalArgs {
     /// The loopback address the replicas listen on.
     #[arg(long, default_value = "127.0.0.1")]
     pub ip: IpAddr,
+    /// Make a CA and certificates and run the cluster with TLS (mutual
+    /// between replicas; an admin client certificate for the CLI).
+    #[arg(long)]
+    pub tls: bool,
 }
 
 /// One replica of the local cluster.
@@ -92,9 +106,32 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot resolve {}", args.dir.display()))?;
     let config_path = dir.join("raft.json");
     let created = !config_path.exists();
+    let tls_dir = dir.join("tls");
     if created {
-        write_config(&config_path, &args)?;
+        if args.tls {
+            make_certificates(&tls_dir, &args)?;
+        }
+        write_config(&config_path, &args, args.tls.then_some(tls_dir.as_path()))?;
     }
+    let tls = tls_dir.join("ca.crt").is_file();
+    if args.tls && !tls {
+        bail!(
+            "{} holds a cluster without TLS: a cluster cannot switch to TLS here; use another --dir \
+             for a new TLS cluster",
+            dir.display()
+        );
+    }
+    let security = if tls {
+        ClientSecurity::from_files(
+            Some(&tls_dir.join("ca.crt")),
+            Some(&tls_dir.join("admin.crt")),
+            Some(&tls_dir.join("admin.key")),
+            None,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+    } else {
+        ClientSecurity::default()
+    };
     let sources = Sources {
         path: Some(config_path.clone()),
         ..Sources::default()
@@ -107,7 +144,9 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
     for peer in peers.values() {
         let rdir = dir.join(&peer.name);
         fs::create_dir_all(&rdir).with_context(|| format!("cannot create {}", rdir.display()))?;
-        let channel = Endpoint::from_shared(format!("http://{}", peer.endpoint()))?
+        let channel = security
+            .endpoint(&peer.endpoint())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", peer.name))?
             .connect_timeout(Duration::from_millis(300))
             .timeout(Duration::from_millis(500))
             .connect_lazy();
@@ -125,7 +164,8 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
     }
     let exe = std::env::current_exe().context("cannot find the raft program itself")?;
     for r in &mut replicas {
-        r.child = Some(spawn(&exe, &config_path, r)?);
+        let tls = tls.then_some(tls_dir.as_path());
+        r.child = Some(spawn(&exe, &config_path, r, tls)?);
     }
     print_summary(&dir, &config_path, &replicas, groups, created);
 
@@ -135,8 +175,39 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
     outcome
 }
 
-/// The configuration of a new local cluster.
-fn write_config(path: &Path, args: &LocalArgs) -> anyhow::Result<()> {
+/// A CA, a certificate per replica (its IP, `localhost` and its name) and
+/// an admin client certificate, into `dir`.
+fn make_certificates(dir: &Path, args: &LocalArgs) -> anyhow::Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let ca = Authority::new("kuberaft local CA").context("cannot make a CA")?;
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+    };
+    write("ca.crt", ca.cert_pem())?;
+    for name in NAMES.iter().take(usize::from(args.replicas.unwrap_or(3))) {
+        let names = vec![
+            args.ip.to_string(),
+            "localhost".to_string(),
+            (*name).to_string(),
+        ];
+        let issued = ca
+            .issue(name, &names, Usage::Replica)
+            .with_context(|| format!("cannot make the certificate of {name}"))?;
+        write(&format!("{name}.crt"), &issued.cert_pem)?;
+        write(&format!("{name}.key"), &issued.key_pem)?;
+    }
+    let admin = ca
+        .issue("admin", &["admin".to_string()], Usage::Client)
+        .context("cannot make the admin certificate")?;
+    write("admin.crt", &admin.cert_pem)?;
+    write("admin.key", &admin.key_pem)?;
+    Ok(())
+}
+
+/// The configuration of a new local cluster (with the `tls` section of
+/// the client commands when `tls` holds the certificates).
+fn write_config(path: &Path, args: &LocalArgs, tls: Option<&Path>) -> anyhow::Result<()> {
     let replicas = args.replicas.unwrap_or(3);
     let last_port = u32::from(args.port) + u32::from(replicas) - 1;
     if last_port + u32::from(config::METRICS_PORT_OFFSET) > u32::from(u16::MAX) {
@@ -167,6 +238,19 @@ fn write_config(path: &Path, args: &LocalArgs) -> anyhow::Result<()> {
         "log_level": 3,
         "peers": peers,
     });
+    let mut config = config;
+    if let (Some(dir), Some(map)) = (tls, config.as_object_mut()) {
+        // The replicas get their own certificate through RAFT_TLS_CERT and
+        // RAFT_TLS_KEY; these are what client commands present.
+        map.insert(
+            "tls".into(),
+            serde_json::json!({
+                "cert": dir.join("admin.crt"),
+                "key": dir.join("admin.key"),
+                "ca": dir.join("ca.crt"),
+            }),
+        );
+    }
     write_json(path, &config)
 }
 
@@ -268,14 +352,20 @@ fn refuse_if_port_taken(r: &Replica) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn spawn(exe: &Path, config: &Path, r: &Replica) -> anyhow::Result<Child> {
+fn spawn(exe: &Path, config: &Path, r: &Replica, tls: Option<&Path>) -> anyhow::Result<Child> {
     use std::os::unix::process::CommandExt;
     let log = OpenOptions::new()
         .create(true)
         .append(true)
         .open(r.log_path())
         .with_context(|| format!("cannot open {}", r.log_path().display()))?;
-    let child = Command::new(exe)
+    let mut command = Command::new(exe);
+    if let Some(dir) = tls {
+        command
+            .env("RAFT_TLS_CERT", dir.join(format!("{}.crt", r.peer.name)))
+            .env("RAFT_TLS_KEY", dir.join(format!("{}.key", r.peer.name)));
+    }
+    let child = command
         .arg("serve")
         .arg("-c")
         .arg(config)

@@ -10,19 +10,22 @@ use crate::api::admin_service::AdminService;
 use crate::api::forward::Forwarder;
 use crate::api::http::{HttpState, router};
 use crate::api::kv_service::KvService;
-use crate::config::{self, InitialClusterState};
+use crate::api::listener::{self, ListenerOptions};
+use crate::config::{self, InitialClusterState, TlsFiles};
 use crate::metrics::Metrics;
 use crate::node::request::Request as NodeRequest;
 use crate::node::{ClusterState, Member, Node, NodeConfig, NodeHandle};
 use crate::raft::{self, GroupId, Role};
+use crate::security::reload::{self, AdminToken, Tls};
+use crate::security::{Authz, Credentials, MemberName};
 use crate::storage::{Identity, Wal, WalOptions};
 use crate::transport::{PeerService, TransportConfig};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::TcpListenerStream;
 
 /// Everything `raft serve` needs, resolved from the configuration.
 #[derive(Clone, Debug)]
@@ -37,7 +40,15 @@ pub struct ServeOptions {
     pub request_timeout: Duration,
     /// How long shutdown waits for leadership to move away.
     pub handover_timeout: Duration,
+    pub tls: Option<TlsFiles>,
+    pub admin_token_file: Option<PathBuf>,
+    /// Connections each listener holds open at most.
+    pub max_connections: usize,
 }
+
+/// HTTP/2 pings on idle connections, so dead peers and clients go away.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How long a client request may wait for its commit or read.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -88,6 +99,10 @@ impl ServeOptions {
             request_timeout: REQUEST_TIMEOUT,
             // A handover needs the target to catch up and win one election.
             handover_timeout: (c.election_timeout() * 2).max(Duration::from_secs(2)),
+            tls: c.tls.clone(),
+            admin_token_file: c.admin_token_file.clone(),
+            max_connections: usize::try_from(c.max_connections)
+                .unwrap_or(listener::DEFAULT_MAX_CONNECTIONS),
         }
     }
 }
@@ -99,6 +114,7 @@ pub struct Server {
     stop: tokio::sync::watch::Sender<bool>,
     grpc: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
     http: tokio::task::JoinHandle<std::io::Result<()>>,
+    reloader: Option<tokio::task::JoinHandle<()>>,
     handover_timeout: Duration,
 }
 
@@ -111,6 +127,19 @@ impl Server {
             cluster_id: node_config.cluster_id.clone(),
             node_id: node_config.id,
         };
+        let tls = match &options.tls {
+            Some(files) => Some(Arc::new(
+                Tls::load(files.paths(), files.client_cert_auth)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?,
+            )),
+            None => None,
+        };
+        let token = match &options.admin_token_file {
+            Some(path) => Some(Arc::new(
+                AdminToken::load(path).map_err(|e| anyhow::anyhow!(e))?,
+            )),
+            None => None,
+        };
         let wal = Wal::open(&node_config.data_dir, identity, WalOptions::default())?;
         let metrics = Metrics::new();
         let (inbox_tx, inbox) = mpsc::channel(1024);
@@ -122,6 +151,7 @@ impl Server {
         transport.local_ip = node_config.local_ip;
         transport.connect_timeout = node_config.rpc_timeout;
         transport.max_message_bytes = options.max_message_bytes;
+        transport.tls = tls.clone();
         transport.peers = node_config
             .members
             .iter()
@@ -148,48 +178,115 @@ impl Server {
         )
         .await?;
         let handle = node.handle.clone();
-        let forwarder = Arc::new(Forwarder::new(handle.clone()));
+        let forwarder = Arc::new(Forwarder::new(
+            handle.clone(),
+            tls.clone(),
+            Credentials::admin_token(token.clone()),
+        ));
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let authz = Arc::new(Authz::new(
+            tls.is_some(),
+            options
+                .tls
+                .as_ref()
+                .map(|t| t.admin_names.clone())
+                .unwrap_or_default(),
+            token.clone(),
+            members_of(&handle),
+            Some(metrics.clone()),
+        ));
+        if !authz.enforces_admin() {
+            tracing::warn!(
+                "the admin API is open to every client: configure tls (client certificates) or \
+                 admin_token_file to require the admin role for membership changes"
+            );
+        }
 
         let peer = PeerService::new(transport, inbox_tx)
             .with_metrics(handle.metrics.clone())
+            .with_authz(authz.clone())
             .into_server();
         let kv = KvService::new(handle.clone(), forwarder.clone(), options.request_timeout)
             .into_server(options.max_message_bytes);
-        let admin =
-            AdminService::new(handle.clone(), forwarder, options.request_timeout).into_server();
+        let admin = AdminService::new(handle.clone(), forwarder, options.request_timeout)
+            .with_authz(authz)
+            .into_server();
         let mut grpc_stop = stop_rx.clone();
-        let grpc = tokio::spawn(
-            tonic::transport::Server::builder()
-                .tcp_nodelay(true)
-                .add_service(peer)
-                .add_service(kv)
-                .add_service(admin)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), async move {
-                    let _ = grpc_stop.wait_for(|stop| *stop).await;
-                }),
-        );
+        let grpc_stopped = async move {
+            let _ = grpc_stop.wait_for(|stop| *stop).await;
+        };
+        let routes = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+            .add_service(peer)
+            .add_service(kv)
+            .add_service(admin);
+        let grpc_options = ListenerOptions {
+            max_connections: options.max_connections,
+            ..ListenerOptions::new("grpc")
+        };
+        let grpc = match &tls {
+            Some(tls) => {
+                let incoming = listener::tls(
+                    grpc,
+                    tls.clone(),
+                    |a| a.grpc.clone(),
+                    grpc_options,
+                    metrics.clone(),
+                );
+                tokio::spawn(routes.serve_with_incoming_shutdown(incoming, grpc_stopped))
+            }
+            None => {
+                let incoming = listener::plain(grpc, grpc_options, metrics.clone());
+                tokio::spawn(routes.serve_with_incoming_shutdown(incoming, grpc_stopped))
+            }
+        };
+        let reloader = (tls.is_some() || token.is_some())
+            .then(|| reload::spawn_reloader(tls.clone(), token.clone(), metrics.clone()));
         let http_state = HttpState {
-            metrics,
+            metrics: metrics.clone(),
             heartbeat: handle.heartbeat.clone(),
             stall_after: node_config.tick * 20 + Duration::from_secs(2),
             readiness: handle.readiness.clone(),
             status: status_json(&handle),
         };
         let mut http_stop = stop_rx;
-        let http = tokio::spawn(async move {
-            axum::serve(http, router(http_state))
-                .with_graceful_shutdown(async move {
-                    let _ = http_stop.wait_for(|stop| *stop).await;
+        let http_stopped = async move {
+            let _ = http_stop.wait_for(|stop| *stop).await;
+        };
+        let http_options = ListenerOptions {
+            max_connections: options.max_connections,
+            ..ListenerOptions::new("http")
+        };
+        let http_tls = tls
+            .clone()
+            .filter(|_| options.tls.as_ref().is_some_and(|t| t.metrics));
+        let http = match http_tls {
+            Some(tls) => {
+                let incoming =
+                    listener::tls(http, tls, |a| a.http.clone(), http_options, metrics.clone());
+                tokio::spawn(async move {
+                    axum::serve(incoming, router(http_state))
+                        .with_graceful_shutdown(http_stopped)
+                        .await
                 })
-                .await
-        });
+            }
+            None => {
+                let incoming = listener::plain(http, http_options, metrics.clone());
+                tokio::spawn(async move {
+                    axum::serve(incoming, router(http_state))
+                        .with_graceful_shutdown(http_stopped)
+                        .await
+                })
+            }
+        };
         tracing::info!(
             name = %node_config.name,
             id = %node_config.id,
             grpc = %options.listen,
             http = %options.metrics_listen,
             groups = node_config.groups,
+            tls = tls.is_some(),
             "replica serving"
         );
         Ok(Server {
@@ -198,6 +295,7 @@ impl Server {
             stop,
             grpc,
             http,
+            reloader,
             handover_timeout: options.handover_timeout,
         })
     }
@@ -206,6 +304,9 @@ impl Server {
     pub async fn stop(self) -> anyhow::Result<()> {
         hand_over_leadership(&self.handle, self.handover_timeout).await;
         let _ = self.stop.send(true);
+        if let Some(reloader) = &self.reloader {
+            reloader.abort();
+        }
         let stopped = self.node.stop().await;
         // Graceful: in-flight requests finish. Bounded: a client that keeps
         // a stream open must not hold the replica past its grace period.
@@ -296,6 +397,22 @@ async fn hand_over_leadership(handle: &NodeHandle, timeout: Duration) {
             "leadership did not move within {timeout:?}; stopping anyway (the cluster elects a new leader)"
         );
     }
+}
+
+/// The current members, as the peer and admin checks see them.
+fn members_of(handle: &NodeHandle) -> crate::security::authz::Members {
+    let status = handle.status.clone();
+    Arc::new(move || {
+        status
+            .borrow()
+            .members
+            .iter()
+            .map(|m| MemberName {
+                name: m.name.clone(),
+                address: m.address.clone(),
+            })
+            .collect()
+    })
 }
 
 /// The node's status as JSON for `/status`, kept current by a small task.

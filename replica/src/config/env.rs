@@ -4,7 +4,8 @@
 //! `RAFT_` (`RAFT_TICK=200ms`, `RAFT_DATA_DIR=/data`, `RAFT_GROUPS=4`).
 //! Keys holding a list or a table take JSON (`RAFT_PEERS='[{"pid":1,...}]'`,
 //! `RAFT_TLS='{"cert":...}'`); the TLS files also have their own variables
-//! (`RAFT_TLS_CERT`, `RAFT_TLS_KEY`, `RAFT_TLS_CA`). A value is read as a
+//! (`RAFT_TLS_CERT`, `RAFT_TLS_KEY`, `RAFT_TLS_CA`, `RAFT_TLS_CLIENT_CERT_AUTH`,
+//! `RAFT_TLS_METRICS`, and `RAFT_TLS_ADMIN_NAMES`, comma-separated). A value is read as a
 //! plain string when the key holds a string, and as JSON otherwise (so
 //! `RAFT_AGGREGATE=false`, `RAFT_LOG_LEVEL=4` or `RAFT_LOG_LEVEL=debug`).
 //!
@@ -70,14 +71,35 @@ fn set(raw: &mut RawConfig, key: &str, var: &str, value: &str) -> Result<bool, C
         "metrics_address" => field!(raw.metrics_address),
         "snapshot_threshold" => field!(raw.snapshot_threshold),
         "max_message_bytes" => field!(raw.max_message_bytes),
+        "max_connections" => field!(raw.max_connections),
         "peers" => field!(raw.peers),
         "tls" => field!(raw.tls),
         "tls_cert" => field!(raw.tls.get_or_insert_with(RawTls::default).cert),
         "tls_key" => field!(raw.tls.get_or_insert_with(RawTls::default).key),
         "tls_ca" => field!(raw.tls.get_or_insert_with(RawTls::default).ca),
+        "tls_client_cert_auth" => {
+            field!(raw.tls.get_or_insert_with(RawTls::default).client_cert_auth)
+        }
+        "tls_metrics" => field!(raw.tls.get_or_insert_with(RawTls::default).metrics),
+        "tls_admin_names" => {
+            raw.tls.get_or_insert_with(RawTls::default).admin_names = Some(names(var, value)?)
+        }
+        "admin_token_file" => field!(raw.admin_token_file),
         _ => return Ok(false),
     }
     Ok(true)
+}
+
+/// A list of names: comma-separated (`raft-operator,admin`) or JSON.
+fn names(var: &str, value: &str) -> Result<Vec<String>, ConfigError> {
+    if value.trim_start().starts_with('[') {
+        return parse(var, value);
+    }
+    Ok(value
+        .split(',')
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty())
+        .collect())
 }
 
 /// Reads a value as a plain string if the key takes one, else as JSON.

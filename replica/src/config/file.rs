@@ -42,7 +42,11 @@ pub struct RawConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_message_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<RawTls>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_token_file: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peers: Option<Vec<RawPeer>>,
 }
@@ -64,6 +68,12 @@ pub struct RawTls {
     pub key: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_cert_auth: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_names: Option<Vec<String>>,
 }
 
 /// One peer, with the original program's keys.

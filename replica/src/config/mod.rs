@@ -29,7 +29,13 @@
 //! | `metrics_address` | listen host, own `metrics_port` (else `port` + 1000) | HTTP `/metrics` `/healthz` `/readyz` |
 //! | `snapshot_threshold` | 10000 | entries applied between snapshots |
 //! | `max_message_bytes` | 8 MiB | largest gRPC message; at least one maximal command |
-//! | `tls.cert`, `tls.key`, `tls.ca` | none | PEM files; `cert` and `key` together, `ca` optional |
+//! | `max_connections` | 4096 | connections each listener (gRPC, HTTP) holds at most; more are closed at once |
+//! | `tls.cert`, `tls.key` | none | PEM chain and private key (PKCS#8, PKCS#1 or SEC1) of this replica: the gRPC port's server certificate and the client certificate towards peers |
+//! | `tls.ca` | (required with `tls`) | PEM CA bundle: peers are always mutual TLS, verified against it |
+//! | `tls.client_cert_auth` | `false` | every client connection must present a certificate signed by `ca` |
+//! | `tls.metrics` | `false` | the HTTP port (`/metrics`, health, `/status`) serves TLS too, with the same certificate |
+//! | `tls.admin_names` | `["raft-operator", "admin"]` | a client certificate whose CN or a DNS SAN is one of these has the admin role |
+//! | `admin_token_file` | none | a file whose contents (trimmed) as `authorization: Bearer <token>` grant the admin role |
 //! | `peers` | (required) | `pid` (node id, >= 1), `name`, `ip_address` and/or `domain`, `port`, optional `metrics_port` |
 //!
 //! Durations are written like `300ms`, `1s`, `1m 30s`.
@@ -40,7 +46,8 @@
 //! port (the peer's `port`); tonic routes by service. That keeps the
 //! original format's one port per peer meaningful, gives Kubernetes one
 //! port to expose, and lets TLS cover all three alike. Metrics and health
-//! are plain HTTP on their own port for Prometheus and the kubelet.
+//! are plain HTTP on their own port for Prometheus and the kubelet, unless
+//! `tls.metrics` is set.
 //!
 //! # Peer addresses
 //!
@@ -143,13 +150,30 @@ impl LogFormat {
     }
 }
 
-/// TLS files, checked to exist when the configuration was loaded.
+/// TLS settings; the files were read and checked (parsable, key of the
+/// certificate) when the configuration was loaded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
-    pub ca: Option<PathBuf>,
+    pub ca: PathBuf,
+    pub client_cert_auth: bool,
+    pub metrics: bool,
+    pub admin_names: Vec<String>,
 }
+
+impl TlsFiles {
+    pub fn paths(&self) -> crate::security::TlsPaths {
+        crate::security::TlsPaths {
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            ca: self.ca.clone(),
+        }
+    }
+}
+
+/// Admin names when `tls.admin_names` is not set.
+pub const DEFAULT_ADMIN_NAMES: [&str; 2] = ["raft-operator", "admin"];
 
 /// A member of the cluster as configured.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -211,7 +235,10 @@ pub struct Config {
     pub metrics_address: SocketAddr,
     pub snapshot_threshold: u64,
     pub max_message_bytes: u64,
+    pub max_connections: u64,
     pub tls: Option<TlsFiles>,
+    /// Checked to hold a token when the configuration was loaded.
+    pub admin_token_file: Option<PathBuf>,
     /// Every member, this replica included.
     pub peers: BTreeMap<NodeId, Peer>,
 }
@@ -261,6 +288,37 @@ pub fn load_peers(sources: &Sources) -> Result<(PathBuf, BTreeMap<NodeId, Peer>)
     let (overridden, _) = env::apply(&mut raw, &sources.env)?;
     let peers = validate::resolve_peers(&raw, &overridden, &path)?;
     Ok((path, peers))
+}
+
+/// What a client takes from a configuration file: the peers, and the TLS
+/// files and admin token file as written (not checked: the client reports
+/// a file it cannot use when it reads it).
+#[derive(Clone, Debug)]
+pub struct ClientView {
+    pub path: PathBuf,
+    pub peers: BTreeMap<NodeId, Peer>,
+    /// `tls.ca`, `tls.cert`, `tls.key`.
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub admin_token_file: Option<PathBuf>,
+}
+
+/// Like [`load_peers`], with the TLS section a client uses to connect.
+pub fn load_client(sources: &Sources) -> Result<ClientView, ConfigError> {
+    let (path, format, text, _) = read(sources)?;
+    let mut raw = file::parse(&text, format, &path)?;
+    let (overridden, _) = env::apply(&mut raw, &sources.env)?;
+    let peers = validate::resolve_peers(&raw, &overridden, &path)?;
+    let tls = raw.tls.unwrap_or_default();
+    Ok(ClientView {
+        path,
+        peers,
+        ca: tls.ca,
+        cert: tls.cert,
+        key: tls.key,
+        admin_token_file: raw.admin_token_file,
+    })
 }
 
 /// Finds and reads the file; warns about candidates it shadows.

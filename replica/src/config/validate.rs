@@ -23,6 +23,7 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: u64 = 8 * 1024 * 1024;
 /// A message must carry at least one maximal command and its framing.
 pub const MIN_MAX_MESSAGE_BYTES: u64 = MAX_COMMAND_BYTES as u64 + 64 * 1024;
 pub const MAX_MAX_MESSAGE_BYTES: u64 = 1024 * 1024 * 1024;
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 4096;
 /// Default metrics port = gRPC port + this.
 pub const METRICS_PORT_OFFSET: u16 = 1000;
 
@@ -293,6 +294,14 @@ pub fn resolve(
              {MIN_MAX_MESSAGE_BYTES}, like {DEFAULT_MAX_MESSAGE_BYTES}"
         ),
     );
+    let max_connections = c.range(
+        "max_connections",
+        raw.max_connections,
+        DEFAULT_MAX_CONNECTIONS,
+        16,
+        1 << 20,
+        "give the connections a listener may hold open, like 4096 (within the file descriptor limit)",
+    );
 
     let own = me.and_then(|id| peers.get(&id));
     let listen_address = match &raw.listen_address {
@@ -320,6 +329,7 @@ pub fn resolve(
     }
 
     let tls = tls(&mut c, raw.tls.as_ref());
+    let admin_token_file = admin_token_file(&mut c, raw.admin_token_file.as_ref());
 
     if !c.problems.is_empty() {
         return Err(ConfigError::Invalid {
@@ -360,7 +370,9 @@ pub fn resolve(
         metrics_address,
         snapshot_threshold,
         max_message_bytes,
+        max_connections,
         tls,
+        admin_token_file,
         peers,
     })
 }
@@ -421,18 +433,12 @@ fn log_level(c: &mut Checker<'_>, raw: Option<&RawLogLevel>) -> LogLevel {
 
 fn tls(c: &mut Checker<'_>, raw: Option<&RawTls>) -> Option<TlsFiles> {
     let raw = raw?;
-    let mut file = |key: &str, path: Option<&PathBuf>, required: bool| -> Option<PathBuf> {
+    let mut file = |key: &str, path: Option<&PathBuf>, fix: &str| -> Option<PathBuf> {
         match path {
-            None if required => {
-                c.report(
-                    key,
-                    "(not set)",
-                    "is required when TLS is configured",
-                    "give both tls.cert and tls.key (PEM files), or remove the tls section",
-                );
+            None => {
+                c.report(key, "(not set)", "is required when TLS is configured", fix);
                 None
             }
-            None => None,
             Some(p) if !p.is_file() => {
                 c.report(
                     key,
@@ -445,14 +451,71 @@ fn tls(c: &mut Checker<'_>, raw: Option<&RawTls>) -> Option<TlsFiles> {
             Some(p) => Some(p.clone()),
         }
     };
-    let cert = file("tls.cert", raw.cert.as_ref(), true);
-    let key = file("tls.key", raw.key.as_ref(), true);
-    let ca = file("tls.ca", raw.ca.as_ref(), false);
-    Some(TlsFiles {
+    let pair = "give both tls.cert and tls.key (PEM files), or remove the tls section";
+    let cert = file("tls.cert", raw.cert.as_ref(), pair);
+    let key = file("tls.key", raw.key.as_ref(), pair);
+    let ca = file(
+        "tls.ca",
+        raw.ca.as_ref(),
+        "give the PEM bundle of the CA that signs the replicas' certificates: peers always \
+         verify each other (mutual TLS)",
+    );
+    let admin_names = match &raw.admin_names {
+        None => super::DEFAULT_ADMIN_NAMES.map(str::to_string).to_vec(),
+        Some(names) => {
+            for (i, n) in names.iter().enumerate() {
+                if n.is_empty()
+                    || n.len() > 253
+                    || n.chars()
+                        .any(|ch| ch.is_whitespace() || ch.is_control() || ch == ',')
+                {
+                    c.report(
+                        &format!("tls.admin_names[{i}]"),
+                        quote(n),
+                        "is not a certificate name",
+                        "list the CNs or DNS names of the admin client certificates, like \
+                         [\"raft-operator\", \"admin\"]",
+                    );
+                }
+            }
+            names.clone()
+        }
+    };
+    let files = TlsFiles {
         cert: cert?,
         key: key?,
-        ca,
-    })
+        ca: ca?,
+        client_cert_auth: raw.client_cert_auth.unwrap_or(false),
+        metrics: raw.metrics.unwrap_or(false),
+        admin_names,
+    };
+    // Read and check them now, so a bad file stops the start with its name.
+    if let Err(e) = crate::security::Material::load(&files.paths()) {
+        c.report(
+            e.key,
+            quote(&e.path.display().to_string()),
+            &e.problem,
+            &e.fix,
+        );
+        return None;
+    }
+    Some(files)
+}
+
+fn admin_token_file(c: &mut Checker<'_>, path: Option<&PathBuf>) -> Option<PathBuf> {
+    let path = path?;
+    match crate::security::reload::read_token(path) {
+        Ok(_) => Some(path.clone()),
+        Err(e) => {
+            c.report(
+                "admin_token_file",
+                quote(&path.display().to_string()),
+                &e,
+                "point it at a readable file that holds the admin token",
+            );
+            None
+        }
+    }
 }
 
 fn peers(c: &mut Checker<'_>, raw: Option<&[RawPeer]>) -> BTreeMap<NodeId, Peer> {
@@ -610,11 +673,16 @@ pub fn to_raw(config: &Config) -> RawConfig {
         metrics_address: Some(config.metrics_address.to_string()),
         snapshot_threshold: Some(config.snapshot_threshold),
         max_message_bytes: Some(config.max_message_bytes),
+        max_connections: Some(config.max_connections),
         tls: config.tls.as_ref().map(|t| RawTls {
             cert: Some(t.cert.clone()),
             key: Some(t.key.clone()),
-            ca: t.ca.clone(),
+            ca: Some(t.ca.clone()),
+            client_cert_auth: Some(t.client_cert_auth),
+            metrics: Some(t.metrics),
+            admin_names: Some(t.admin_names.clone()),
         }),
+        admin_token_file: config.admin_token_file.clone(),
         peers: Some(
             config
                 .peers

@@ -26,6 +26,7 @@ use crate::raft::{GroupId, Message, NodeId};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -47,6 +48,9 @@ pub struct TransportConfig {
     pub connect_timeout: Duration,
     /// Where incoming snapshots are written while they arrive.
     pub snapshot_dir: PathBuf,
+    /// With TLS, peers are dialled over https with our certificate, taken
+    /// afresh at each connection (so a rotated one is used on reconnect).
+    pub tls: Option<Arc<crate::security::Tls>>,
 }
 
 impl TransportConfig {
@@ -60,6 +64,7 @@ impl TransportConfig {
             max_message_bytes: 64 << 20,
             connect_timeout: Duration::from_secs(1),
             snapshot_dir,
+            tls: None,
         }
     }
 }

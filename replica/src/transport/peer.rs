@@ -34,18 +34,11 @@ impl PeerSender {
     ) -> PeerSender {
         let (queue, rx) = mpsc::channel(config.queue_batches.max(1));
         let (snapshots, snap_rx) = mpsc::unbounded_channel();
-        let endpoint = endpoint(config, &addr);
-        tokio::spawn(run(
-            config.clone(),
-            to,
-            endpoint.clone(),
-            rx,
-            events.clone(),
-        ));
+        tokio::spawn(run(config.clone(), to, addr.clone(), rx, events.clone()));
         tokio::spawn(run_snapshots(
             config.clone(),
             to,
-            endpoint,
+            addr.clone(),
             snap_rx,
             events.clone(),
         ));
@@ -73,11 +66,11 @@ impl PeerSender {
     }
 }
 
-fn endpoint(config: &TransportConfig, addr: &str) -> Endpoint {
+/// The endpoint of a peer, with the TLS material current now.
+pub(super) fn endpoint(config: &TransportConfig, addr: &str) -> Endpoint {
     // Addresses are validated when the configuration is loaded; one that
     // still does not form a URI fails every connection attempt, loudly.
-    let uri = format!("http://{addr}");
-    Endpoint::from_shared(uri.clone())
+    crate::security::replica_endpoint(config.tls.as_deref(), addr)
         .unwrap_or_else(|e| {
             tracing::error!(peer = addr, error = %e, "invalid peer address");
             Endpoint::from_static("http://invalid.invalid:1")
@@ -94,14 +87,14 @@ fn endpoint(config: &TransportConfig, addr: &str) -> Endpoint {
 async fn run(
     config: TransportConfig,
     to: NodeId,
-    endpoint: Endpoint,
+    addr: String,
     mut queue: mpsc::Receiver<Vec<(GroupId, Message)>>,
     events: mpsc::UnboundedSender<TransportEvent>,
 ) {
     let mut backoff = MIN_BACKOFF;
     let mut seq = 0u64;
     loop {
-        let channel = match endpoint.connect().await {
+        let channel = match endpoint(&config, &addr).connect().await {
             Ok(channel) => channel,
             Err(e) => {
                 tracing::debug!(peer = %to, error = %e, "cannot connect to peer");
@@ -118,10 +111,21 @@ async fn run(
                 continue;
             }
         };
-        backoff = MIN_BACKOFF;
         match stream(&config, to, channel, &mut queue, &mut seq).await {
             StreamEnd::Closed => return,
+            StreamEnd::Refused(reason) => {
+                // Refused by the peer (certificate, cluster): retrying at
+                // once would only repeat it; back off and say so.
+                if backoff == MIN_BACKOFF {
+                    tracing::warn!(peer = %to, %reason, "the peer refuses our traffic");
+                }
+                let _ = events.send(TransportEvent::Unreachable(to));
+                drain(&mut queue);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
             StreamEnd::Broken(reason) => {
+                backoff = MIN_BACKOFF;
                 tracing::debug!(peer = %to, %reason, "peer stream broke; reconnecting");
                 let _ = events.send(TransportEvent::Unreachable(to));
             }
@@ -133,6 +137,8 @@ enum StreamEnd {
     /// The node dropped the sender: stop.
     Closed,
     Broken(String),
+    /// The peer refused us (PERMISSION_DENIED, UNAUTHENTICATED).
+    Refused(String),
 }
 
 async fn stream(
@@ -161,7 +167,7 @@ async fn stream(
         // the peer's graceful shutdown waiting forever.
         let first = tokio::select! {
             biased;
-            ended = &mut call => return StreamEnd::Broken(call_end_reason(ended)),
+            ended = &mut call => return call_end(ended),
             first = queue.recv() => first,
         };
         let Some(first) = first else {
@@ -185,15 +191,23 @@ async fn stream(
             messages,
         };
         if tx.send(batch).await.is_err() {
-            return StreamEnd::Broken(call_end_reason(call.await));
+            return call_end(call.await);
         }
     }
 }
 
-fn call_end_reason(ended: Result<Result<(), tonic::Status>, tokio::task::JoinError>) -> String {
+fn call_end(ended: Result<Result<(), tonic::Status>, tokio::task::JoinError>) -> StreamEnd {
     match ended {
-        Ok(Err(status)) => status.message().to_string(),
-        _ => "stream closed".to_string(),
+        Ok(Err(status))
+            if matches!(
+                status.code(),
+                tonic::Code::PermissionDenied | tonic::Code::Unauthenticated
+            ) =>
+        {
+            StreamEnd::Refused(status.message().to_string())
+        }
+        Ok(Err(status)) => StreamEnd::Broken(status.message().to_string()),
+        _ => StreamEnd::Broken("stream closed".to_string()),
     }
 }
 
@@ -220,11 +234,12 @@ fn drain(queue: &mut mpsc::Receiver<Vec<(GroupId, Message)>>) -> bool {
 async fn run_snapshots(
     config: TransportConfig,
     to: NodeId,
-    endpoint: Endpoint,
+    addr: String,
     mut requests: mpsc::UnboundedReceiver<(GroupId, Message, SnapshotSource)>,
     events: mpsc::UnboundedSender<TransportEvent>,
 ) {
     while let Some((group, message, source)) = requests.recv().await {
+        let endpoint = endpoint(&config, &addr);
         let result = stream_snapshot(&config, to, &endpoint, group, &message, source).await;
         if let Err(e) = &result {
             tracing::warn!(peer = %to, %group, error = %e, "sending snapshot failed");

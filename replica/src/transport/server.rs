@@ -5,6 +5,7 @@ use super::snapshot::receive_snapshot;
 use super::{Inbound, TransportConfig};
 use crate::metrics::Metrics;
 use crate::raft::NodeId;
+use crate::security::Authz;
 use kuberaft_proto::raft as pb;
 use kuberaft_proto::raft::peer_server::{Peer, PeerServer};
 use std::pin::Pin;
@@ -20,6 +21,7 @@ pub struct PeerService {
     config: Arc<TransportConfig>,
     inbox: mpsc::Sender<Inbound>,
     metrics: Option<Metrics>,
+    authz: Arc<Authz>,
 }
 
 impl PeerService {
@@ -28,7 +30,14 @@ impl PeerService {
             config: Arc::new(config),
             inbox,
             metrics: None,
+            authz: Arc::new(Authz::open()),
         }
+    }
+
+    /// Refuses connections whose certificate names no member (with TLS).
+    pub fn with_authz(mut self, authz: Arc<Authz>) -> Self {
+        self.authz = authz;
+        self
     }
 
     /// Counts refused traffic in `metrics` (`raft_peer_rejected_total`).
@@ -99,6 +108,7 @@ impl Peer for PeerService {
         &self,
         request: Request<Streaming<pb::Batch>>,
     ) -> Result<Response<Self::StreamStream>, Status> {
+        self.authz.check_peer(&request)?;
         let mut batches = request.into_inner();
         let (acks, rx) = mpsc::channel(16);
         let this = self.clone();
@@ -161,6 +171,7 @@ impl Peer for PeerService {
         &self,
         request: Request<Streaming<pb::SnapshotChunk>>,
     ) -> Result<Response<pb::SnapshotAck>, Status> {
+        self.authz.check_peer(&request)?;
         let received = receive_snapshot(self, request.into_inner()).await?;
         self.inbox
             .send(Inbound::Snapshot(received))
