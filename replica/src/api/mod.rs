@@ -4,4 +4,5 @@
 pub mod admin_service;
 pub mod forward;
 pub mod http;
+pub mod kv_request;
 pub mod kv_service;
