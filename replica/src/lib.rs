@@ -8,11 +8,14 @@
 //! - [`storage`]: the write-ahead log shared by all groups of a node, and snapshots;
 //! - [`transport`]: gRPC streams between replicas, batching all groups' messages per peer;
 //! - [`security`]: TLS material and its reloading, peer and admin authorization.
+//!
+//! [`fuzzing`] holds the fuzz targets of every decoder of untrusted bytes.
 
 pub mod api;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod fuzzing;
 pub mod kv;
 pub mod metrics;
 pub mod multi;

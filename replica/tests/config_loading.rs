@@ -293,9 +293,24 @@ mod config {
             (
                 "election_ticks",
                 "1",
-                &["election_ticks = 1", "at least 2", "use 10"],
+                &["election_ticks = 1", "between 2 and 1000000", "use 10"],
             ),
             ("election_ticks", "0", &["election_ticks = 0"]),
+            (
+                "election_ticks",
+                "4294967295",
+                &["election_ticks = 4294967295", "between 2 and 1000000"],
+            ),
+            (
+                "tick",
+                "\"1000y\"",
+                &["tick = \"1000y\"", "at most 1m"],
+            ),
+            (
+                "timeout",
+                "\"2h\"",
+                &["timeout = \"2h\"", "at most 1h"],
+            ),
             ("groups", "0", &["groups = 0", "between 1 and 1024"]),
             ("groups", "1025", &["groups = 1025", "between 1 and 1024"]),
             ("log_level", "6", &["log_level = 6", "0-5"]),

@@ -1,5 +1,7 @@
-//! The client API (`kv.proto`): validates requests, routes each key to its
-//! group, and turns node outcomes into gRPC statuses.
+//! The client API (`kv.proto`): validates requests (see [`kv_request`]),
+//! routes each key to its group, and turns node outcomes into gRPC statuses.
+//!
+//! [`kv_request`]: super::kv_request
 //!
 //! Status codes and what a client should do:
 //! - `InvalidArgument`: the request is wrong (key or value too large...);
@@ -15,7 +17,8 @@
 //!   its quorum).
 
 use super::forward::{Forwarder, was_forwarded};
-use crate::kv::{self, ClientId, Command, Op, SessionRef};
+use super::kv_request;
+use crate::kv::{self, Command, Op};
 use crate::node::NodeHandle;
 use crate::node::request::{NodeError, Query, ReadResult, Request as NodeRequest, Served};
 use crate::raft::GroupId;
@@ -63,7 +66,7 @@ impl KvService {
         header: Option<pb::WriteHeader>,
         op: Op,
     ) -> Result<(Served, kv::Response), WriteOutcome> {
-        let session = session(header)?;
+        let session = kv_request::session(header).map_err(WriteOutcome::Status)?;
         let group = op.group(self.node.groups());
         let command = Command {
             session,
@@ -141,21 +144,6 @@ enum WriteOutcome {
     Status(Status),
 }
 
-fn session(header: Option<pb::WriteHeader>) -> Result<Option<SessionRef>, WriteOutcome> {
-    let Some(h) = header else {
-        return Ok(None);
-    };
-    let Some(client) = ClientId::new(h.client_id) else {
-        return Ok(None);
-    };
-    if h.seq == 0 {
-        return Err(WriteOutcome::Status(Status::invalid_argument(
-            "write header: seq must start at 1 for a client id (client_id 0 opts out of sessions)",
-        )));
-    }
-    Ok(Some(SessionRef { client, seq: h.seq }))
-}
-
 pub fn to_status(e: NodeError) -> Status {
     match e {
         NodeError::NotLeader { group, leader } => Status::unavailable(match leader {
@@ -182,10 +170,6 @@ fn deadline(group: GroupId, timeout: Duration) -> Status {
     ))
 }
 
-fn invalid(e: impl std::fmt::Display) -> Status {
-    Status::invalid_argument(e.to_string())
-}
-
 /// The proposal time to stamp on a command: the wall clock in ms.
 pub(super) fn now_ms() -> u64 {
     SystemTime::now()
@@ -200,12 +184,7 @@ impl KvService {
         request: Request<pb::PutRequest>,
     ) -> Result<Response<pb::PutResponse>, Status> {
         let req = request.get_ref();
-        kv::validate_key(&req.key).map_err(invalid)?;
-        kv::validate_value(&req.value).map_err(invalid)?;
-        let op = Op::Put {
-            key: req.key.clone(),
-            value: req.value.clone(),
-        };
+        let op = kv_request::put_op(req)?;
         match self.write(req.header, op).await {
             Ok((served, _)) => Ok(Response::new(pb::PutResponse {
                 header: self.header(served),
@@ -225,10 +204,7 @@ impl KvService {
         request: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         let req = request.get_ref();
-        kv::validate_key(&req.key).map_err(invalid)?;
-        let op = Op::Delete {
-            key: req.key.clone(),
-        };
+        let op = kv_request::delete_op(req)?;
         match self.write(req.header, op).await {
             Ok((served, response)) => Ok(Response::new(pb::DeleteResponse {
                 header: self.header(served),
@@ -249,16 +225,7 @@ impl KvService {
         request: Request<pb::CompareAndSwapRequest>,
     ) -> Result<Response<pb::CompareAndSwapResponse>, Status> {
         let req = request.get_ref();
-        kv::validate_key(&req.key).map_err(invalid)?;
-        kv::validate_value(&req.value).map_err(invalid)?;
-        if let Some(expected) = &req.expected {
-            kv::validate_value(expected).map_err(invalid)?;
-        }
-        let op = Op::CompareAndSwap {
-            key: req.key.clone(),
-            expected: req.expected.clone(),
-            new: Some(req.value.clone()),
-        };
+        let op = kv_request::compare_and_swap_op(req)?;
         match self.write(req.header, op).await {
             Ok((served, response)) => {
                 let (swapped, after) = match response {
@@ -289,7 +256,7 @@ impl KvService {
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
         let req = request.into_inner();
-        kv::validate_key(&req.key).map_err(invalid)?;
+        kv_request::check_get(&req)?;
         let group = self.group_of(&req.key);
         let (served, result) = self
             .read(group, Query::Get { key: req.key }, req.consistency)

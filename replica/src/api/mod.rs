@@ -4,5 +4,6 @@
 pub mod admin_service;
 pub mod forward;
 pub mod http;
+pub mod kv_request;
 pub mod kv_service;
 pub mod listener;

@@ -19,9 +19,9 @@
 //! | `initial_cluster_state` | `new` | `new`: bootstrap from `peers` on an empty data dir; `existing`: join a running cluster, never bootstrap |
 //! | `data_dir` | `data/<name>` | the write-ahead log and snapshots |
 //! | `groups` | 1 | Raft groups (shards), 1 to 1024 |
-//! | `tick` | `100ms` | heartbeat interval; the unit of election timeouts |
-//! | `election_ticks` | 10 | election timeout in ticks (randomized up to twice that), at least 2 |
-//! | `timeout` | `1s` | RPC timeout |
+//! | `tick` | `100ms` | heartbeat interval; the unit of election timeouts; at most `1m` |
+//! | `election_ticks` | 10 | election timeout in ticks (randomized up to twice that), 2 to 1000000 |
+//! | `timeout` | `1s` | RPC timeout; at most `1h` |
 //! | `aggregate` | `true` | batch concurrent client appends into one proposal |
 //! | `log_level` | 3 | 0-5: off, error, warn, info, debug, trace (a name works too) |
 //! | `log_format` | `text` | `text` for people, `json` (one object per line) for log collectors |

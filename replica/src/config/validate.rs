@@ -15,6 +15,13 @@ pub const DEFAULT_CLUSTER_ID: &str = "kuberaft";
 pub const DEFAULT_TICK: Duration = Duration::from_millis(100);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
 pub const DEFAULT_ELECTION_TICKS: u64 = 10;
+/// The longest heartbeat interval: beyond it a dead leader stays unreplaced
+/// for many minutes (and timeouts derived from it stop being durations).
+pub const MAX_TICK: Duration = Duration::from_secs(60);
+/// The most ticks in an election timeout (randomized up to twice that).
+pub const MAX_ELECTION_TICKS: u64 = 1_000_000;
+/// The longest RPC timeout.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 pub const DEFAULT_GROUPS: u64 = 1;
 pub const MAX_GROUPS: u64 = 1024;
 pub const DEFAULT_LOG_LEVEL: LogLevel = LogLevel::Info;
@@ -53,9 +60,27 @@ impl Checker<'_> {
         });
     }
 
-    fn duration(&mut self, key: &str, value: Option<&String>, default: Duration) -> Duration {
+    fn duration(
+        &mut self,
+        key: &str,
+        value: Option<&String>,
+        default: Duration,
+        max: Duration,
+    ) -> Duration {
         let Some(text) = value else { return default };
         match humantime::parse_duration(text.trim()) {
+            Ok(d) if d > max => {
+                self.report(
+                    key,
+                    quote(text),
+                    &format!("must be at most {}", humantime::format_duration(max)),
+                    &format!(
+                        "write a duration like \"{}\"",
+                        humantime::format_duration(default)
+                    ),
+                );
+                default
+            }
             Ok(d) if d.is_zero() => {
                 self.report(
                     key,
@@ -250,16 +275,21 @@ pub fn resolve(
         MAX_GROUPS,
         "choose the number of Raft groups (shards) between 1 and 1024",
     ) as u32;
-    let tick = c.duration("tick", raw.tick.as_ref(), DEFAULT_TICK);
+    let tick = c.duration("tick", raw.tick.as_ref(), DEFAULT_TICK, MAX_TICK);
     let election_ticks = c.range(
         "election_ticks",
         raw.election_ticks,
         DEFAULT_ELECTION_TICKS,
         2,
-        u32::MAX as u64,
+        MAX_ELECTION_TICKS,
         "the election timeout must span several heartbeats; use 10",
     ) as u32;
-    let rpc_timeout = c.duration("timeout", raw.timeout.as_ref(), DEFAULT_TIMEOUT);
+    let rpc_timeout = c.duration(
+        "timeout",
+        raw.timeout.as_ref(),
+        DEFAULT_TIMEOUT,
+        MAX_TIMEOUT,
+    );
     let aggregate = raw.aggregate.unwrap_or(true);
     let log_level = log_level(&mut c, raw.log_level.as_ref());
     let log_format = match raw.log_format.as_deref().map(str::trim) {

@@ -54,6 +54,11 @@ id_type!(
 
 impl Term {
     pub const ZERO: Term = Term(0);
+    /// No correct node reaches a term (or index, see [`LogIndex::MAX_VALID`])
+    /// above 2^62: one a nanosecond would take 146 years. Decoders of bytes
+    /// from the network or the disk refuse larger ones, so that the core's
+    /// `+ 1`s can never overflow.
+    pub const MAX_VALID: Term = Term(1 << 62);
     pub fn next(self) -> Term {
         Term(self.0 + 1)
     }
@@ -61,6 +66,8 @@ impl Term {
 
 impl LogIndex {
     pub const ZERO: LogIndex = LogIndex(0);
+    /// The largest index a decoder accepts (see [`Term::MAX_VALID`]).
+    pub const MAX_VALID: LogIndex = LogIndex(1 << 62);
     pub fn next(self) -> LogIndex {
         LogIndex(self.0 + 1)
     }

@@ -218,6 +218,28 @@ impl<'a> Reader<'a> {
         Ok(u64::from_le_bytes(a))
     }
 
+    /// A term, refused above [`Term::MAX_VALID`].
+    fn term(&mut self, what: &str) -> DResult<Term> {
+        let v = self.u64(what)?;
+        if v > Term::MAX_VALID.0 {
+            return Err(DecodeError(format!(
+                "{what} {v} is larger than any term a node reaches"
+            )));
+        }
+        Ok(Term(v))
+    }
+
+    /// A log index, refused above [`LogIndex::MAX_VALID`].
+    fn index(&mut self, what: &str) -> DResult<LogIndex> {
+        let v = self.u64(what)?;
+        if v > LogIndex::MAX_VALID.0 {
+            return Err(DecodeError(format!(
+                "{what} {v} is larger than any log index a node reaches"
+            )));
+        }
+        Ok(LogIndex(v))
+    }
+
     /// A count of items of at least `min_size` bytes each, checked against
     /// the bytes that remain so that garbage never causes a huge allocation.
     fn count(&mut self, min_size: usize, what: &str) -> DResult<usize> {
@@ -238,16 +260,16 @@ pub(crate) fn decode_op(r: &mut Reader<'_>) -> DResult<Op> {
     let group = GroupId(r.u64("group id")?);
     match tag {
         OP_ENTRIES => {
-            let first = r.u64("first index")?;
+            let first = r.index("first index")?.0;
             let n = r.count(9, "entry count")?;
-            if first == 0 || first.checked_add(n as u64).is_none() {
+            if first == 0 || first + n as u64 > LogIndex::MAX_VALID.0 {
                 return Err(DecodeError(format!(
                     "entry indexes {first}+{n} out of range"
                 )));
             }
             let mut entries = Vec::with_capacity(n);
             for i in 0..n as u64 {
-                let term = Term(r.u64("entry term")?);
+                let term = r.term("entry term")?;
                 let payload = decode_payload(r)?;
                 entries.push(Entry {
                     term,
@@ -258,10 +280,10 @@ pub(crate) fn decode_op(r: &mut Reader<'_>) -> DResult<Op> {
             Ok(Op::Entries { group, entries })
         }
         OP_HARD_STATE => {
-            let term = Term(r.u64("hard state term")?);
+            let term = r.term("hard state term")?;
             let flags = r.u8("hard state flags")?;
             let vote = r.u64("vote")?;
-            let commit = LogIndex(r.u64("commit")?);
+            let commit = r.index("commit")?;
             if flags & !0b11 != 0 {
                 return Err(DecodeError(format!(
                     "hard state flags {flags:#04x} have unknown bits set"
@@ -288,7 +310,7 @@ pub(crate) fn decode_op(r: &mut Reader<'_>) -> DResult<Op> {
         }),
         OP_LOG_END => Ok(Op::LogEnd {
             group,
-            last: LogIndex(r.u64("log end")?),
+            last: r.index("log end")?,
         }),
         t => Err(DecodeError(format!("unknown operation tag {t}"))),
     }
@@ -334,8 +356,8 @@ fn decode_payload(r: &mut Reader<'_>) -> DResult<Payload> {
 }
 
 pub(crate) fn decode_snapshot_meta(r: &mut Reader<'_>) -> DResult<SnapshotMeta> {
-    let index = LogIndex(r.u64("snapshot index")?);
-    let term = Term(r.u64("snapshot term")?);
+    let index = r.index("snapshot index")?;
+    let term = r.term("snapshot term")?;
     let mut lists: [Vec<NodeId>; 4] = Default::default();
     for list in lists.iter_mut() {
         let n = r.count(8, "membership list length")?;
@@ -468,6 +490,35 @@ mod tests {
                 assert!(ops.len() < 5);
             }
         }
+    }
+
+    /// Fuzzing regression (`fuzz/regressions/wal/snapshot-index-max`): a
+    /// checksummed frame recording a snapshot at index 2^64-1 made recovery
+    /// overflow computing the index after it. Terms and indexes a node can
+    /// never reach are refused when decoded.
+    #[test]
+    fn terms_and_indexes_no_node_reaches_are_refused() {
+        let huge = SnapshotMeta {
+            index: LogIndex(u64::MAX),
+            ..meta()
+        };
+        let mut buf = Vec::new();
+        encode_compacted(&mut buf, GroupId(1), &huge);
+        let err = decode_all(&buf).unwrap_err();
+        assert!(err.0.contains("snapshot index"), "{err}");
+        let mut buf = Vec::new();
+        encode_log_end(&mut buf, GroupId(1), LogIndex(LogIndex::MAX_VALID.0 + 1));
+        assert!(decode_all(&buf).is_err());
+        let mut buf = Vec::new();
+        let hs = HardState {
+            term: Term(u64::MAX),
+            ..HardState::default()
+        };
+        encode_hard_state(&mut buf, GroupId(1), &hs);
+        assert!(decode_all(&buf).unwrap_err().0.contains("term"));
+        let mut buf = Vec::new();
+        encode_install(&mut buf, GroupId(1), &meta());
+        assert!(decode_all(&buf).is_ok(), "ordinary values still decode");
     }
 
     #[test]

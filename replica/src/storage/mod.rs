@@ -26,6 +26,13 @@ pub use recovery::{RecoveryReport, Truncation};
 pub use snapshot::{SnapshotReader, SnapshotStore, SnapshotWriter};
 pub use wal::{Ticket, Wal, WalOptions, WalStats};
 
+// What the fuzz targets (`crate::fuzzing`) need of the on-disk format.
+pub(crate) use codec::{
+    encode_compacted, encode_entries, encode_hard_state, encode_install, encode_log_end,
+};
+pub(crate) use recovery::replay_in_memory;
+pub(crate) use segment::{HEADER_LEN, SegmentHeader, frame_header};
+
 use crate::raft::{Entry, GroupId, HardState, LogIndex, RecoveredState, SnapshotMeta};
 use std::collections::BTreeMap;
 

@@ -121,6 +121,24 @@ pub(crate) fn recover(wal_dir: &Path, id: &Identity, repair: bool) -> Result<Rec
     })
 }
 
+/// Replays segments held in memory, given in order with their sequence
+/// numbers, exactly as [`recover`] replays files, but without repairing
+/// anything: the entry point of the write-ahead log's fuzz target.
+pub(crate) fn replay_in_memory(id: &Identity, segments: Vec<(u64, Vec<u8>)>) -> Result<Recovered> {
+    let wal_dir = Path::new("(in memory)");
+    let segs: Vec<(u64, PathBuf)> = segments
+        .iter()
+        .map(|(seq, _)| (*seq, wal_dir.join(segment::segment_name(*seq))))
+        .collect();
+    let (full_tx, full) = mpsc::channel();
+    for (_, buf) in segments {
+        let _ = full_tx.send(Ok(buf));
+    }
+    drop(full_tx);
+    let (empty, _returned) = mpsc::channel();
+    replay_segments(wal_dir, id, false, &segs, full, empty)
+}
+
 /// Reads a whole segment into `buf`.
 fn read_segment(path: &Path, buf: &mut Vec<u8>) -> Result<()> {
     buf.clear();

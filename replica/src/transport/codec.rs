@@ -23,6 +23,25 @@ pub enum DecodeError {
     UnknownEnum { what: &'static str, value: i32 },
     #[error("node id 0 in {0}: ids start at 1")]
     ZeroNode(&'static str),
+    #[error("{what} {value} is larger than any term or index a node reaches (at most 2^62)")]
+    Implausible { what: &'static str, value: u64 },
+}
+
+/// A term from the wire, refused above [`Term::MAX_VALID`] (so that the
+/// core's `+ 1`s never overflow).
+fn term(what: &'static str, value: u64) -> Result<Term, DecodeError> {
+    if value > Term::MAX_VALID.0 {
+        return Err(DecodeError::Implausible { what, value });
+    }
+    Ok(Term(value))
+}
+
+/// A log index from the wire, refused above [`LogIndex::MAX_VALID`].
+fn index(what: &'static str, value: u64) -> Result<LogIndex, DecodeError> {
+    if value > LogIndex::MAX_VALID.0 {
+        return Err(DecodeError::Implausible { what, value });
+    }
+    Ok(LogIndex(value))
 }
 
 pub fn encode_message(group: GroupId, m: &Message) -> pb::GroupMessage {
@@ -97,24 +116,27 @@ pub fn decode_message(
     let group = m.group;
     let body = match m.body.ok_or(DecodeError::MissingBody { group })? {
         Body::Append(a) => MessageBody::Append {
-            prev_index: LogIndex(a.prev_index),
-            prev_term: Term(a.prev_term),
+            prev_index: index("previous index", a.prev_index)?,
+            prev_term: term("previous term", a.prev_term)?,
             entries: a
                 .entries
                 .into_iter()
                 .map(decode_entry)
                 .collect::<Result<_, _>>()?,
-            commit: LogIndex(a.commit),
+            commit: index("commit index", a.commit)?,
         },
         Body::AppendResponse(r) => MessageBody::AppendResponse {
-            index: LogIndex(r.index),
-            reject: r.reject.map(|h| RejectHint {
-                index: LogIndex(h.index),
-                term: Term(h.term),
-            }),
+            index: index("acknowledged index", r.index)?,
+            reject: match r.reject {
+                Some(h) => Some(RejectHint {
+                    index: index("rejection hint index", h.index)?,
+                    term: term("rejection hint term", h.term)?,
+                }),
+                None => None,
+            },
         },
         Body::Heartbeat(h) => MessageBody::Heartbeat {
-            commit: LogIndex(h.commit),
+            commit: index("commit index", h.commit)?,
             read_round: h.read_round,
         },
         Body::HeartbeatResponse(h) => MessageBody::HeartbeatResponse {
@@ -122,8 +144,8 @@ pub fn decode_message(
         },
         Body::RequestVote(v) => MessageBody::RequestVote {
             pre_vote: v.pre_vote,
-            last_index: LogIndex(v.last_index),
-            last_term: Term(v.last_term),
+            last_index: index("candidate's last index", v.last_index)?,
+            last_term: term("candidate's last term", v.last_term)?,
             transfer: v.transfer,
         },
         Body::RequestVoteResponse(v) => MessageBody::RequestVoteResponse {
@@ -137,7 +159,7 @@ pub fn decode_message(
         Body::ReadIndex(r) => MessageBody::ReadIndex { context: r.context },
         Body::ReadIndexResponse(r) => MessageBody::ReadIndexResponse {
             context: r.context,
-            index: r.index.map(LogIndex),
+            index: r.index.map(|i| index("read index", i)).transpose()?,
         },
     };
     Ok((
@@ -145,7 +167,7 @@ pub fn decode_message(
         Message {
             from,
             to,
-            term: Term(m.term),
+            term: term("message term", m.term)?,
             body,
         },
     ))
@@ -176,8 +198,8 @@ pub fn decode_entry(e: pb::Entry) -> Result<Entry, DecodeError> {
         P::ConfChange(cc) => Payload::ConfChange(decode_conf_change(cc)?),
     };
     Ok(Entry {
-        term: Term(e.term),
-        index: LogIndex(e.index),
+        term: term("entry term", e.term)?,
+        index: index("entry index", e.index)?,
         payload,
     })
 }
@@ -273,8 +295,8 @@ pub fn decode_snapshot_meta(meta: pb::SnapshotMeta) -> Result<SnapshotMeta, Deco
         Ok(ids)
     };
     Ok(SnapshotMeta {
-        index: LogIndex(meta.index),
-        term: Term(meta.term),
+        index: index("snapshot index", meta.index)?,
+        term: term("snapshot term", meta.term)?,
         conf_state: ConfState {
             voters: ids(cs.voters)?,
             voters_outgoing: ids(cs.voters_outgoing)?,
@@ -411,5 +433,39 @@ mod tests {
         };
         let err = decode_message(NodeId(1), NodeId(2), bad_kind).unwrap_err();
         assert_eq!(err.to_string(), "unknown membership change kind 42");
+    }
+
+    /// A peer claiming term 2^64-1 made the core overflow at its next
+    /// election (a panic with overflow checks, a term wrapped to 0 without).
+    /// Terms and indexes no node reaches are refused on decoding.
+    #[test]
+    fn terms_and_indexes_no_node_reaches_are_refused() {
+        let heartbeat = |term: u64, commit: u64| pb::GroupMessage {
+            group: 0,
+            term,
+            body: Some(Body::Heartbeat(pb::Heartbeat {
+                commit,
+                read_round: 0,
+            })),
+        };
+        assert_eq!(
+            decode_message(NodeId(1), NodeId(2), heartbeat(u64::MAX, 1)),
+            Err(DecodeError::Implausible {
+                what: "message term",
+                value: u64::MAX
+            })
+        );
+        assert!(decode_message(NodeId(1), NodeId(2), heartbeat(1, u64::MAX)).is_err());
+        assert!(decode_message(NodeId(1), NodeId(2), heartbeat(1 << 62, 1 << 62)).is_ok());
+        let snapshot = pb::GroupMessage {
+            group: 0,
+            term: 1,
+            body: Some(Body::InstallSnapshot(pb::SnapshotMeta {
+                index: u64::MAX,
+                term: 1,
+                conf_state: None,
+            })),
+        };
+        assert!(decode_message(NodeId(1), NodeId(2), snapshot).is_err());
     }
 }

@@ -21,6 +21,7 @@ mod snapshot;
 pub use peer::PeerSender;
 pub use server::PeerService;
 pub use snapshot::{ReceivedSnapshot, SnapshotSource};
+pub(crate) use snapshot::{ChunkCheck, open_snapshot};
 
 use crate::raft::{GroupId, Message, NodeId};
 use std::collections::BTreeMap;

@@ -61,7 +61,7 @@ impl PeerService {
     }
 
     /// Checks that a batch or chunk is meant for this node of this cluster.
-    pub(super) fn check_addressee(
+    pub(crate) fn check_addressee(
         &self,
         cluster_id: &str,
         from: u64,
@@ -127,6 +127,9 @@ impl Peer for PeerService {
                     Ok(None) => return,
                     Err(status) => {
                         tracing::debug!(error = %status, "peer stream ended");
+                        // Tell the sender why (an undecodable batch, say)
+                        // instead of ending the stream as if all were well.
+                        let _ = acks.send(Err(status)).await;
                         return;
                     }
                 };

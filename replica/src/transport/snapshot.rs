@@ -143,20 +143,9 @@ pub(super) async fn receive_snapshot(
         .message()
         .await?
         .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
-    let from = service.check_addressee(&first.cluster_id, first.from, first.to)?;
-    let meta = first
-        .meta
-        .clone()
-        .ok_or_else(|| Status::invalid_argument("the first snapshot chunk carries no metadata"))?;
-    let wire = pb::GroupMessage {
-        group: first.group,
-        term: first.term,
-        body: Some(pb::group_message::Body::InstallSnapshot(meta)),
-    };
-    let (group, message) = decode_message(from, config.node, wire)
-        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    let (from, group, message) = open_snapshot(service, &first)?;
     let MessageBody::InstallSnapshot { meta } = &message.body else {
-        unreachable!("decoded from an InstallSnapshot body");
+        unreachable!("open_snapshot returns an InstallSnapshot message");
     };
     tokio::fs::create_dir_all(&config.snapshot_dir)
         .await
@@ -183,6 +172,59 @@ pub(super) async fn receive_snapshot(
     })
 }
 
+/// Checks the first chunk of a snapshot stream: it is meant for this node of
+/// this cluster and carries valid metadata. Returns the sender, the group and
+/// the `InstallSnapshot` message to step once the data has arrived.
+pub(crate) fn open_snapshot(
+    service: &PeerService,
+    first: &pb::SnapshotChunk,
+) -> Result<(NodeId, GroupId, Message), Status> {
+    let from = service.check_addressee(&first.cluster_id, first.from, first.to)?;
+    let meta = first
+        .meta
+        .clone()
+        .ok_or_else(|| Status::invalid_argument("the first snapshot chunk carries no metadata"))?;
+    let wire = pb::GroupMessage {
+        group: first.group,
+        term: first.term,
+        body: Some(pb::group_message::Body::InstallSnapshot(meta)),
+    };
+    let (group, message) = decode_message(from, service.config().node, wire)
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    Ok((from, group, message))
+}
+
+/// What the receiver checks of each chunk after the first's metadata: that
+/// chunks come in order without gaps or overlaps, and that the data add up
+/// to the checksum the last one carries.
+#[derive(Debug, Default)]
+pub(crate) struct ChunkCheck {
+    crc: u32,
+    expected_offset: u64,
+}
+
+impl ChunkCheck {
+    /// Accepts `chunk` (whose data the caller then writes), or says why the
+    /// stream is refused. Returns whether it was the last chunk.
+    pub(crate) fn accept(&mut self, chunk: &pb::SnapshotChunk) -> Result<bool, Status> {
+        if chunk.offset != self.expected_offset {
+            return Err(Status::invalid_argument(format!(
+                "snapshot chunk at offset {} where {} was expected",
+                chunk.offset, self.expected_offset
+            )));
+        }
+        self.crc = crc32c::crc32c_append(self.crc, &chunk.data);
+        self.expected_offset += chunk.data.len() as u64;
+        if chunk.last && chunk.checksum != self.crc {
+            return Err(Status::data_loss(format!(
+                "snapshot checksum mismatch: sent {:08x}, received data has {:08x}",
+                chunk.checksum, self.crc
+            )));
+        }
+        Ok(chunk.last)
+    }
+}
+
 async fn write_chunks(
     path: &Path,
     first: pb::SnapshotChunk,
@@ -191,26 +233,12 @@ async fn write_chunks(
     let io =
         |e: std::io::Error| Status::internal(format!("writing snapshot {}: {e}", path.display()));
     let mut file = tokio::fs::File::create(path).await.map_err(io)?;
-    let mut crc = 0u32;
-    let mut expected_offset = 0u64;
+    let mut check = ChunkCheck::default();
     let mut chunk = first;
     loop {
-        if chunk.offset != expected_offset {
-            return Err(Status::invalid_argument(format!(
-                "snapshot chunk at offset {} where {} was expected",
-                chunk.offset, expected_offset
-            )));
-        }
-        crc = crc32c::crc32c_append(crc, &chunk.data);
+        let last = check.accept(&chunk)?;
         file.write_all(&chunk.data).await.map_err(io)?;
-        expected_offset += chunk.data.len() as u64;
-        if chunk.last {
-            if chunk.checksum != crc {
-                return Err(Status::data_loss(format!(
-                    "snapshot checksum mismatch: sent {:08x}, received data has {:08x}",
-                    chunk.checksum, crc
-                )));
-            }
+        if last {
             break;
         }
         chunk = chunks.message().await?.ok_or_else(|| {
