@@ -12,10 +12,10 @@
 //! names do not), and presents its own client certificate (common name
 //! `raft-operator`, an admin name of every replica).
 
+use crate::tls::Pem;
 use futures::future::BoxFuture;
 use kuberaft_proto::admin as pb;
 use kuberaft_proto::admin::admin_client::AdminClient;
-use crate::tls::Pem;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -96,8 +96,10 @@ pub struct AdminError {
 /// The admin operations the operator uses, each on one replica's gRPC
 /// listener.
 pub trait ReplicaAdmin: Send + Sync {
-    fn status<'a>(&'a self, endpoint: &'a AdminEndpoint)
-    -> BoxFuture<'a, Result<pb::NodeStatus, AdminError>>;
+    fn status<'a>(
+        &'a self,
+        endpoint: &'a AdminEndpoint,
+    ) -> BoxFuture<'a, Result<pb::NodeStatus, AdminError>>;
     fn add_learner<'a>(
         &'a self,
         endpoint: &'a AdminEndpoint,

@@ -417,8 +417,13 @@ pub struct TlsSpec {
     pub enabled: bool,
     /// Where the certificates come from: `Automatic` (a per-cluster CA
     /// kept by the operator), `Secret` (a Secret you manage) or
-    /// `CertManager` (cert-manager `Certificate` resources).
+    /// `CertManager` (cert-manager `Certificate` resources). Fixed at
+    /// creation: a new CA replacing the old one at once would leave the
+    /// replicas distrusting each other while the new files spread.
     #[serde(default)]
+    #[x_kube(validation = Rule::new("self == oldSelf").message(
+        "spec.tls.mode cannot change after creation: the certificates and the CA bundle would be replaced at once, and replicas that already see the new CA would reject those that do not yet; create a new RaftCluster to change it"
+    ))]
     pub mode: TlsMode,
     /// Lifetimes of the certificates of `Automatic` mode.
     #[serde(default)]

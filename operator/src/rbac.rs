@@ -20,12 +20,20 @@
 //! namespace: [`LEASE_RULE`].
 
 /// One rule: API group, resources, verbs.
-pub type Rule = (&'static str, &'static [&'static str], &'static [&'static str]);
+pub type Rule = (
+    &'static str,
+    &'static [&'static str],
+    &'static [&'static str],
+);
 
 /// The ClusterRole's rules, in the order the manifests list them.
 pub const CLUSTER_RULES: &[Rule] = &[
     ("kuberaft.io", &["raftclusters"], &["get", "list", "watch"]),
-    ("kuberaft.io", &["raftclusters/status"], &["get", "patch", "update"]),
+    (
+        "kuberaft.io",
+        &["raftclusters/status"],
+        &["get", "patch", "update"],
+    ),
     (
         "apps",
         &["statefulsets"],
@@ -62,4 +70,8 @@ pub const CLUSTER_RULES: &[Rule] = &[
 ];
 
 /// The leader-election Role's one rule.
-pub const LEASE_RULE: Rule = ("coordination.k8s.io", &["leases"], &["get", "create", "update"]);
+pub const LEASE_RULE: Rule = (
+    "coordination.k8s.io",
+    &["leases"],
+    &["get", "create", "update"],
+);

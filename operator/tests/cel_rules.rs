@@ -130,17 +130,26 @@ fn tls_is_on_for_a_new_cluster_and_cannot_be_switched_later() {
     for (old, new) in [(&with_tls, &without), (&without, &with_tls)] {
         let errs = messages(new, Some(old));
         assert!(
-            errs.iter()
-                .any(|e| e.contains("spec.tls.enabled cannot change after creation")
-                    && e.contains("quorum would split")),
+            errs.iter().any(
+                |e| e.contains("spec.tls.enabled cannot change after creation")
+                    && e.contains("quorum would split")
+            ),
             "{errs:?}"
         );
     }
-    // Everything else about TLS may change: the mode, the lifetimes.
+    // Nor can the source of the certificates...
     let other_mode = cluster(json!({"replicas": 3, "tls": {"enabled": true,
-        "mode": "CertManager", "certManager": {"issuerRef": {"name": "ca"}},
-        "automatic": {"certificateLifetime": "720h"}}}));
-    assert_eq!(messages(&other_mode, Some(&with_tls)), Vec::<String>::new());
+        "mode": "CertManager", "certManager": {"issuerRef": {"name": "ca"}}}}));
+    let errs = messages(&other_mode, Some(&with_tls));
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("spec.tls.mode cannot change after creation")),
+        "{errs:?}"
+    );
+    // ...but lifetimes and client-certificate authentication can.
+    let tuned = cluster(json!({"replicas": 3, "tls": {"enabled": true,
+        "automatic": {"certificateLifetime": "720h"}, "clientCertAuth": true}}));
+    assert_eq!(messages(&tuned, Some(&with_tls)), Vec::<String>::new());
     // Creating a cluster without TLS is allowed.
     assert_eq!(messages(&without, None), Vec::<String>::new());
 }
@@ -150,13 +159,15 @@ fn tls_modes_need_their_settings() {
     let secret = cluster(json!({"tls": {"mode": "Secret"}}));
     let errs = messages(&secret, None);
     assert!(
-        errs.iter().any(|e| e.contains("spec.tls.mode Secret needs spec.tls.secret.name")),
+        errs.iter()
+            .any(|e| e.contains("spec.tls.mode Secret needs spec.tls.secret.name")),
         "{errs:?}"
     );
     let cert_manager = cluster(json!({"tls": {"mode": "CertManager"}}));
     let errs = messages(&cert_manager, None);
     assert!(
-        errs.iter().any(|e| e.contains("spec.tls.mode CertManager needs spec.tls.certManager.issuerRef")),
+        errs.iter()
+            .any(|e| e.contains("spec.tls.mode CertManager needs spec.tls.certManager.issuerRef")),
         "{errs:?}"
     );
     let complete = cluster(json!({"tls": {"mode": "Secret",

@@ -73,7 +73,10 @@ fn builders_match_their_golden_files() {
         "configmap",
         &config_map::config_map(&c, &names, 3, InitialClusterState::New).unwrap(),
     );
-    check("service-peer", &services::peer_service(&c, &names, &transport()).unwrap());
+    check(
+        "service-peer",
+        &services::peer_service(&c, &names, &transport()).unwrap(),
+    );
     check(
         "service-client",
         &services::client_service(&c, &names, &transport()).unwrap(),
@@ -177,13 +180,24 @@ fn the_replica_pods_are_hardened_and_mount_their_certificates() {
     };
     let sts = statefulset::statefulset(&c, &names, &params).unwrap();
     let pod = sts.spec.unwrap().template.spec.unwrap();
-    assert_eq!(pod.automount_service_account_token, Some(false), "replicas never talk to the API");
+    assert_eq!(
+        pod.automount_service_account_token,
+        Some(false),
+        "replicas never talk to the API"
+    );
     let psc = pod.security_context.as_ref().unwrap();
     assert_eq!(psc.run_as_non_root, Some(true));
     assert_eq!(psc.run_as_user, Some(statefulset::RUN_AS_USER));
     assert_eq!(psc.run_as_group, Some(statefulset::RUN_AS_USER));
-    assert_eq!(psc.fs_group, Some(statefulset::RUN_AS_USER), "the volume belongs to the replica's group");
-    assert_eq!(psc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+    assert_eq!(
+        psc.fs_group,
+        Some(statefulset::RUN_AS_USER),
+        "the volume belongs to the replica's group"
+    );
+    assert_eq!(
+        psc.seccomp_profile.as_ref().unwrap().type_,
+        "RuntimeDefault"
+    );
     let container = &pod.containers[0];
     let sc = container.security_context.as_ref().unwrap();
     assert_eq!(sc.run_as_non_root, Some(true));
@@ -191,7 +205,10 @@ fn the_replica_pods_are_hardened_and_mount_their_certificates() {
     assert_eq!(sc.read_only_root_filesystem, Some(true));
     assert_eq!(sc.allow_privilege_escalation, Some(false));
     assert_eq!(sc.privileged, None);
-    assert_eq!(sc.capabilities.as_ref().unwrap().drop.as_deref(), Some(&["ALL".to_string()][..]));
+    assert_eq!(
+        sc.capabilities.as_ref().unwrap().drop.as_deref(),
+        Some(&["ALL".to_string()][..])
+    );
     assert!(sc.capabilities.as_ref().unwrap().add.is_none());
 
     let env: Vec<(String, Option<String>)> = container
@@ -208,7 +225,10 @@ fn the_replica_pods_are_hardened_and_mount_their_certificates() {
         ("RAFT_TLS_CLIENT_CERT_AUTH", "true"),
         ("RAFT_TLS_METRICS", "true"),
     ] {
-        assert!(env.contains(&(name.to_string(), Some(value.to_string()))), "{name}: {env:?}");
+        assert!(
+            env.contains(&(name.to_string(), Some(value.to_string()))),
+            "{name}: {env:?}"
+        );
     }
     let secret = pod
         .volumes
@@ -218,7 +238,11 @@ fn the_replica_pods_are_hardened_and_mount_their_certificates() {
         .and_then(|v| v.secret)
         .expect("the tls volume");
     assert_eq!(secret.secret_name.as_deref(), Some("kv-tls"));
-    assert_eq!(secret.default_mode, Some(0o440), "keys readable by the replica's group only");
+    assert_eq!(
+        secret.default_mode,
+        Some(0o440),
+        "keys readable by the replica's group only"
+    );
     // With TLS on the metrics port the kubelet probes HTTPS.
     let scheme = container
         .readiness_probe
@@ -226,8 +250,13 @@ fn the_replica_pods_are_hardened_and_mount_their_certificates() {
         .and_then(|p| p.http_get.as_ref())
         .and_then(|h| h.scheme.clone());
     assert_eq!(scheme.as_deref(), Some("HTTPS"));
-    assert!(statefulset::runs_tls(&statefulset::statefulset(&c, &names, &params).unwrap()));
-    let plain = statefulset::StatefulSetParams { tls: None, ..params };
+    assert!(statefulset::runs_tls(
+        &statefulset::statefulset(&c, &names, &params).unwrap()
+    ));
+    let plain = statefulset::StatefulSetParams {
+        tls: None,
+        ..params
+    };
     let plain = statefulset::statefulset(&c, &names, &plain).unwrap();
     assert!(!statefulset::runs_tls(&plain));
 }
@@ -239,30 +268,89 @@ fn the_network_policy_admits_peers_operator_clients_and_prometheus_only() {
     let names = Names::new("kv", "default");
     let np = network_policy::network_policy(&c, &names).unwrap();
     let spec = np.spec.unwrap();
-    assert_eq!(spec.policy_types.as_deref(), Some(&["Ingress".to_string(), "Egress".to_string()][..]));
-    assert_eq!(spec.pod_selector.unwrap().match_labels, Some(names.selector_labels()));
+    assert_eq!(
+        spec.policy_types.as_deref(),
+        Some(&["Ingress".to_string(), "Egress".to_string()][..])
+    );
+    assert_eq!(
+        spec.pod_selector.unwrap().match_labels,
+        Some(names.selector_labels())
+    );
     let ingress = spec.ingress.unwrap();
     assert_eq!(ingress.len(), 2, "gRPC and metrics, nothing else");
     let grpc = &ingress[0];
-    assert_eq!(grpc.ports.as_ref().unwrap()[0].port, Some(IntOrString::Int(7400)));
+    assert_eq!(
+        grpc.ports.as_ref().unwrap()[0].port,
+        Some(IntOrString::Int(7400))
+    );
     let from = grpc.from.as_ref().unwrap();
-    assert_eq!(from.len(), 3, "peers, the operator, the example's one client selector");
-    assert_eq!(from[0].pod_selector.as_ref().unwrap().match_labels, Some(names.selector_labels()));
-    assert!(from[0].namespace_selector.is_none(), "peers: this namespace only");
-    let op = from[1].pod_selector.as_ref().unwrap().match_labels.as_ref().unwrap();
+    assert_eq!(
+        from.len(),
+        3,
+        "peers, the operator, the example's one client selector"
+    );
+    assert_eq!(
+        from[0].pod_selector.as_ref().unwrap().match_labels,
+        Some(names.selector_labels())
+    );
+    assert!(
+        from[0].namespace_selector.is_none(),
+        "peers: this namespace only"
+    );
+    let op = from[1]
+        .pod_selector
+        .as_ref()
+        .unwrap()
+        .match_labels
+        .as_ref()
+        .unwrap();
     assert_eq!(op["app.kubernetes.io/name"], "kuberaft-operator");
-    assert_eq!(from[2].pod_selector.as_ref().unwrap().match_labels.as_ref().unwrap()["app"], "kv-client");
+    assert_eq!(
+        from[2]
+            .pod_selector
+            .as_ref()
+            .unwrap()
+            .match_labels
+            .as_ref()
+            .unwrap()["app"],
+        "kv-client"
+    );
     let metrics = &ingress[1];
-    assert_eq!(metrics.ports.as_ref().unwrap()[0].port, Some(IntOrString::Int(8400)));
+    assert_eq!(
+        metrics.ports.as_ref().unwrap()[0].port,
+        Some(IntOrString::Int(8400))
+    );
     let prom = metrics.from.as_ref().unwrap();
     assert_eq!(prom.len(), 1);
     assert!(prom[0].namespace_selector.is_some() && prom[0].pod_selector.is_none());
     let egress = spec.egress.unwrap();
     assert_eq!(egress.len(), 2, "peers' gRPC and DNS");
-    assert_eq!(egress[0].ports.as_ref().unwrap()[0].port, Some(IntOrString::Int(7400)));
-    assert_eq!(egress[0].to.as_ref().unwrap()[0].pod_selector.as_ref().unwrap().match_labels, Some(names.selector_labels()));
-    let dns: Vec<_> = egress[1].ports.as_ref().unwrap().iter().map(|p| (p.port.clone(), p.protocol.clone())).collect();
-    assert_eq!(dns, [(Some(IntOrString::Int(53)), Some("UDP".into())), (Some(IntOrString::Int(53)), Some("TCP".into()))]);
+    assert_eq!(
+        egress[0].ports.as_ref().unwrap()[0].port,
+        Some(IntOrString::Int(7400))
+    );
+    assert_eq!(
+        egress[0].to.as_ref().unwrap()[0]
+            .pod_selector
+            .as_ref()
+            .unwrap()
+            .match_labels,
+        Some(names.selector_labels())
+    );
+    let dns: Vec<_> = egress[1]
+        .ports
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|p| (p.port.clone(), p.protocol.clone()))
+        .collect();
+    assert_eq!(
+        dns,
+        [
+            (Some(IntOrString::Int(53)), Some("UDP".into())),
+            (Some(IntOrString::Int(53)), Some("TCP".into()))
+        ]
+    );
 
     // Without a Prometheus selector the metrics port is closed (probes
     // are not subject to NetworkPolicy).

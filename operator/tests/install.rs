@@ -361,29 +361,36 @@ fn the_operator_pods_are_hardened_and_fenced_by_a_network_policy() {
         assert_eq!(sc["readOnlyRootFilesystem"], true, "{what}");
         assert_eq!(sc["allowPrivilegeEscalation"], false, "{what}");
         assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]), "{what}");
-        assert!(sc["privileged"].is_null() && sc["capabilities"]["add"].is_null(), "{what}");
+        assert!(
+            sc["privileged"].is_null() && sc["capabilities"]["add"].is_null(),
+            "{what}"
+        );
 
         let np = find(docs, "NetworkPolicy", RELEASE);
         let spec = &np["spec"];
         assert_eq!(spec["policyTypes"], json!(["Ingress", "Egress"]), "{what}");
         assert_eq!(
-            spec["podSelector"]["matchLabels"]["app.kubernetes.io/name"],
-            "kuberaft-operator",
+            spec["podSelector"]["matchLabels"]["app.kubernetes.io/name"], "kuberaft-operator",
             "{what}: selects the operator pods"
         );
         let ingress = spec["ingress"].as_array().expect("ingress");
         assert_eq!(ingress.len(), 1, "{what}: only the metrics port");
-        assert_eq!(ingress[0]["ports"], json!([{"port": 8080, "protocol": "TCP"}]));
+        assert_eq!(
+            ingress[0]["ports"],
+            json!([{"port": 8080, "protocol": "TCP"}])
+        );
         let egress = spec["egress"].as_array().expect("egress");
         assert_eq!(egress.len(), 3, "{what}: API server, replicas, DNS");
         assert_eq!(
             egress[0]["ports"],
             json!([{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}])
         );
-        assert_eq!(egress[1]["ports"], json!([{"port": 7400, "protocol": "TCP"}]));
         assert_eq!(
-            egress[1]["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"],
-            "kuberaft",
+            egress[1]["ports"],
+            json!([{"port": 7400, "protocol": "TCP"}])
+        );
+        assert_eq!(
+            egress[1]["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"], "kuberaft",
             "{what}: the replicas' pods"
         );
         assert_eq!(
@@ -398,10 +405,15 @@ fn the_operator_pods_are_hardened_and_fenced_by_a_network_policy() {
 
     let off = render(&["networkPolicy: {enabled: false}"]);
     assert!(kinds(&off, "NetworkPolicy").is_empty());
-    let fenced = render(&["networkPolicy:\n  metricsFrom: [{namespaceSelector: {matchLabels: {team: obs}}}]\n  apiServerTo: [{ipBlock: {cidr: 10.0.0.1/32}}]"]);
+    let fenced = render(&[
+        "networkPolicy:\n  metricsFrom: [{namespaceSelector: {matchLabels: {team: obs}}}]\n  apiServerTo: [{ipBlock: {cidr: 10.0.0.1/32}}]",
+    ]);
     check_types(&fenced);
     let spec = &find(&fenced, "NetworkPolicy", RELEASE)["spec"];
-    assert_eq!(spec["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]["team"], "obs");
+    assert_eq!(
+        spec["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]["team"],
+        "obs"
+    );
     assert_eq!(spec["egress"][0]["to"][0]["ipBlock"]["cidr"], "10.0.0.1/32");
 }
 

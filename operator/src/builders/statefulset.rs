@@ -23,9 +23,8 @@ use k8s_openapi::api::core::v1::{
     EnvVar, EnvVarSource, HTTPGetAction, Lifecycle, LifecycleHandler, ObjectFieldSelector,
     PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity,
     PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretVolumeSource,
-    SecurityContext,
-    SleepAction, TopologySpreadConstraint, Volume, VolumeMount, VolumeResourceRequirements,
-    WeightedPodAffinityTerm,
+    SecurityContext, SleepAction, TopologySpreadConstraint, Volume, VolumeMount,
+    VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -103,7 +102,10 @@ fn env(tls: Option<&PodTls>) -> Vec<EnvVar> {
             "RAFT_TLS_CERT",
             format!("{TLS_DIR}/$(POD_NAME).crt"),
         ));
-        env.push(value_env("RAFT_TLS_KEY", format!("{TLS_DIR}/$(POD_NAME).key")));
+        env.push(value_env(
+            "RAFT_TLS_KEY",
+            format!("{TLS_DIR}/$(POD_NAME).key"),
+        ));
         env.push(value_env(TLS_CA_ENV, format!("{TLS_DIR}/{TLS_CA_KEY}")));
         if tls.client_cert_auth {
             env.push(value_env("RAFT_TLS_CLIENT_CERT_AUTH", "true".to_string()));

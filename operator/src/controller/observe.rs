@@ -3,8 +3,8 @@
 //! timeout each (a replica that does not answer is simply unreachable).
 
 use super::{Context, PodDirectory};
-use crate::crd::RaftCluster;
 use crate::admin::{AdminEndpoint, AdminTls};
+use crate::crd::RaftCluster;
 use crate::error::Result;
 use crate::membership::{Directory, Observed, PodView, ReplicaView};
 use crate::names::Names;

@@ -108,8 +108,10 @@ async fn apply_secret(
     name: String,
     data: &BTreeMap<String, String>,
 ) -> Result<()> {
-    let api: Api<Secret> =
-        Api::namespaced(ctx.client.clone(), &crate::builders::names(cluster)?.namespace);
+    let api: Api<Secret> = Api::namespaced(
+        ctx.client.clone(),
+        &crate::builders::names(cluster)?.namespace,
+    );
     let secret = Secret {
         metadata: child_meta(cluster, name.clone())?,
         type_: Some("Opaque".to_string()),
@@ -135,7 +137,9 @@ fn pods(names: &Names, replicas: u32) -> BTreeMap<String, Vec<String>> {
 fn lifetime(field: &str, text: &str) -> std::result::Result<i64, String> {
     let seconds = crate::duration::parse(text)
         .map(|d| d.as_secs() as i64)
-        .ok_or_else(|| format!("spec.tls.automatic.{field} {text:?} is not a duration: write e.g. 2160h"))?;
+        .ok_or_else(|| {
+            format!("spec.tls.automatic.{field} {text:?} is not a duration: write e.g. 2160h")
+        })?;
     if seconds < MIN_LIFETIME_SECONDS {
         return Err(format!(
             "spec.tls.automatic.{field} is {text}: use at least 1h, so that a rotation spreads ({PROPAGATION_SECONDS} s) well before expiry"
@@ -180,7 +184,8 @@ pub async fn reconcile_tls(
             transport,
             condition: TlsCondition::ok(
                 "Disabled",
-                "spec.tls.enabled is false: peers, clients and the operator speak plain gRPC".into(),
+                "spec.tls.enabled is false: peers, clients and the operator speak plain gRPC"
+                    .into(),
             ),
         });
     }
@@ -259,7 +264,9 @@ async fn maintain(
                 Err(e) => TlsCondition::problem("OperatorClientSecretInvalid", e.0),
             })
         }
-        TlsMode::CertManager => cert_manager_mode(ctx, cluster, names, &secrets, bundle, replicas).await,
+        TlsMode::CertManager => {
+            cert_manager_mode(ctx, cluster, names, &secrets, bundle, replicas).await
+        }
     }
 }
 
@@ -338,8 +345,11 @@ async fn cert_manager_mode(
             "spec.tls.mode is CertManager but spec.tls.certManager.issuerRef is missing: name the Issuer or ClusterIssuer".into(),
         ));
     };
-    let api: Api<DynamicObject> =
-        Api::namespaced_with(ctx.client.clone(), &names.namespace, &cert_manager::api_resource());
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        ctx.client.clone(),
+        &names.namespace,
+        &cert_manager::api_resource(),
+    );
     let mut objects = vec![cert_manager::operator_certificate(cluster, names, spec)?];
     for o in 0..replicas {
         objects.push(cert_manager::replica_certificate(cluster, names, spec, o)?);
@@ -347,7 +357,11 @@ async fn cert_manager_mode(
     for object in &objects {
         let name = object.metadata.name.clone().unwrap_or_default();
         match api
-            .patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object))
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(object),
+            )
             .await
         {
             Ok(_) => {}

@@ -127,8 +127,13 @@ impl CaStore {
     pub fn from_text(data: &BTreeMap<String, String>) -> CaStore {
         CaStore {
             ca: pair(data, CA_CERT, CA_KEY),
-            previous: data.get(PREVIOUS_CA).filter(|p| !p.trim().is_empty()).cloned(),
-            rotation_started: data.get(ROTATION_STARTED).and_then(|t| t.trim().parse().ok()),
+            previous: data
+                .get(PREVIOUS_CA)
+                .filter(|p| !p.trim().is_empty())
+                .cloned(),
+            rotation_started: data
+                .get(ROTATION_STARTED)
+                .and_then(|t| t.trim().parse().ok()),
             operator: pair(data, OPERATOR_CERT, OPERATOR_KEY),
         }
     }

@@ -65,7 +65,12 @@ pub fn replica_certificate(
         names.replica_certificate(ordinal),
         &names.pod(ordinal),
         &names.replica_dns_names(ordinal),
-        &["digital signature", "key encipherment", "server auth", "client auth"],
+        &[
+            "digital signature",
+            "key encipherment",
+            "server auth",
+            "client auth",
+        ],
     )
 }
 
@@ -124,7 +129,9 @@ pub fn assemble(
                 "Secret {secret_name} (from cert-manager) has no ca.crt: the issuer does not publish its CA (ACME issuers do not); use a CA, Vault or private-CA issuer"
             ))
         })?;
-        for block in pem_blocks(ca).map_err(|e| TlsError(format!("Secret {secret_name} ca.crt: {e}")))? {
+        for block in
+            pem_blocks(ca).map_err(|e| TlsError(format!("Secret {secret_name} ca.crt: {e}")))?
+        {
             if !cas.contains(&block) {
                 cas.push(block.clone());
                 bundle.ca.push_str(&pem_text(&block));

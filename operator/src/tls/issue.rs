@@ -5,8 +5,8 @@
 
 use super::{Pem, TlsError};
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use time::OffsetDateTime;
 
@@ -18,7 +18,11 @@ fn error(what: &str, e: rcgen::Error) -> TlsError {
     TlsError(format!("cannot issue {what}: {e}"))
 }
 
-fn validity(params: &mut CertificateParams, now: i64, lifetime_seconds: i64) -> Result<(), TlsError> {
+fn validity(
+    params: &mut CertificateParams,
+    now: i64,
+    lifetime_seconds: i64,
+) -> Result<(), TlsError> {
     let at = |t: i64| {
         OffsetDateTime::from_unix_timestamp(t)
             .map_err(|e| TlsError(format!("time {t} out of range: {e}")))

@@ -243,7 +243,11 @@ pub fn decide(store: &CaStore, bundle: &ReplicaBundle, wanted: &Wanted, now: i64
         return decision;
     }
 
-    let ca = store.ca.as_ref().map(|c| c.cert.as_str()).unwrap_or_default();
+    let ca = store
+        .ca
+        .as_ref()
+        .map(|c| c.cert.as_str())
+        .unwrap_or_default();
     // The new CA has reached every pod: certificates of the previous one
     // may now be replaced.
     let spread = bundle_contains(&bundle.ca, ca)
@@ -253,20 +257,20 @@ pub fn decide(store: &CaStore, bundle: &ReplicaBundle, wanted: &Wanted, now: i64
     let previous = store.previous.as_deref().filter(|_| !spread);
     let mut all_current = true;
     let mut last_issued = i64::MIN;
-    let mut judge = |pem: Option<&Pem>, cn: &str, names: &[String], usage: Usage| {
-        match check_leaf(pem, cn, names, usage, ca, previous, now) {
-            Leaf::Good(info) => {
-                last_issued = last_issued.max(info.not_before + BACKDATE_SECONDS);
-                None
-            }
-            Leaf::Previous => {
-                all_current = false;
-                None
-            }
-            Leaf::Reissue(r) => {
-                all_current = false;
-                Some(r)
-            }
+    let mut judge = |pem: Option<&Pem>, cn: &str, names: &[String], usage: Usage| match check_leaf(
+        pem, cn, names, usage, ca, previous, now,
+    ) {
+        Leaf::Good(info) => {
+            last_issued = last_issued.max(info.not_before + BACKDATE_SECONDS);
+            None
+        }
+        Leaf::Previous => {
+            all_current = false;
+            None
+        }
+        Leaf::Reissue(r) => {
+            all_current = false;
+            Some(r)
         }
     };
     for (pod, names) in &wanted.replicas {

@@ -31,7 +31,12 @@ fn wanted(replicas: u32) -> Wanted {
 }
 
 /// Decides and carries out, like one reconcile.
-fn step(store: &CaStore, bundle: &ReplicaBundle, w: &Wanted, now: i64) -> (Decision, CaStore, ReplicaBundle) {
+fn step(
+    store: &CaStore,
+    bundle: &ReplicaBundle,
+    w: &Wanted,
+    now: i64,
+) -> (Decision, CaStore, ReplicaBundle) {
     let d = decide(store, bundle, w, now);
     let (s, b) = carry_out(&d, store, bundle, w, now).expect("issues");
     (d, s, b)
@@ -41,14 +46,25 @@ fn step(store: &CaStore, bundle: &ReplicaBundle, w: &Wanted, now: i64) -> (Decis
 /// bundle the replicas hold: the invariant of every rotation step.
 fn assert_trusted(store: &CaStore, bundle: &ReplicaBundle) {
     for (pod, pem) in &bundle.replicas {
-        assert!(issued_by(&pem.cert, &bundle.ca), "{pod} is not trusted by the bundle");
+        assert!(
+            issued_by(&pem.cert, &bundle.ca),
+            "{pod} is not trusted by the bundle"
+        );
     }
     let op = store.operator.as_ref().expect("operator certificate");
-    assert!(issued_by(&op.cert, &bundle.ca), "the operator is not trusted");
+    assert!(
+        issued_by(&op.cert, &bundle.ca),
+        "the operator is not trusted"
+    );
 }
 
 fn new_cluster(replicas: u32, now: i64) -> (CaStore, ReplicaBundle) {
-    let (_, s, b) = step(&CaStore::default(), &ReplicaBundle::default(), &wanted(replicas), now);
+    let (_, s, b) = step(
+        &CaStore::default(),
+        &ReplicaBundle::default(),
+        &wanted(replicas),
+        now,
+    );
     (s, b)
 }
 
@@ -73,10 +89,21 @@ fn issued_certificates_carry_the_names_usages_and_signature_of_the_contract() {
         "kv.prod.svc",
         "kv-leader.prod.svc",
     ] {
-        assert!(info.dns_names.iter().any(|d| d == name), "no SAN {name}: {:?}", info.dns_names);
+        assert!(
+            info.dns_names.iter().any(|d| d == name),
+            "no SAN {name}: {:?}",
+            info.dns_names
+        );
     }
-    assert_eq!(info.dns_names[0], n.pod_domain(1), "the member address's host comes first");
-    assert!(info.server_auth && info.client_auth, "server and client of the gRPC port");
+    assert_eq!(
+        info.dns_names[0],
+        n.pod_domain(1),
+        "the member address's host comes first"
+    );
+    assert!(
+        info.server_auth && info.client_auth,
+        "server and client of the gRPC port"
+    );
     assert!(!info.is_ca);
     assert!(info.not_before <= T0 && info.not_after == T0 + 90 * DAY);
     assert!(issued_by(&leaf.cert, &ca.cert), "signed by the cluster CA");
@@ -84,7 +111,10 @@ fn issued_certificates_carry_the_names_usages_and_signature_of_the_contract() {
     assert!(leaf.key.contains("BEGIN PRIVATE KEY"), "PKCS#8");
 
     let other = issue::new_ca("other.ns", T0, 300 * DAY).unwrap();
-    assert!(!issued_by(&leaf.cert, &other.cert), "another CA's signature does not count");
+    assert!(
+        !issued_by(&leaf.cert, &other.cert),
+        "another CA's signature does not count"
+    );
     assert!(!key_matches(&info, &other.key));
 
     let op = issue::leaf(&ca, OPERATOR_CLIENT_NAME, &[], Usage::Client, T0, 90 * DAY).unwrap();
@@ -102,7 +132,11 @@ fn a_new_cluster_gets_a_ca_and_every_certificate_once() {
     assert_eq!(d.replicas.len(), 3);
     assert!(d.operator.is_some());
     assert_eq!(bundle.replicas.len(), 3);
-    assert_eq!(parse_all(&bundle.ca).unwrap().len(), 1, "one CA, no overlap");
+    assert_eq!(
+        parse_all(&bundle.ca).unwrap().len(),
+        1,
+        "one CA, no overlap"
+    );
     assert!(store.previous.is_none());
     assert_trusted(&store, &bundle);
     // Nothing to do the next time round, or a month later.
@@ -119,12 +153,18 @@ fn certificates_are_reissued_after_two_thirds_of_their_lifetime() {
     let (d, store2, bundle2) = step(&store, &bundle, &w, T0 + 61 * DAY);
     assert!(d.ca.is_none(), "the CA is far from expiry");
     assert_eq!(d.replicas.len(), 3);
-    assert!(d.replicas.values().all(|r| *r == Reason::NearExpiry), "{d:?}");
+    assert!(
+        d.replicas.values().all(|r| *r == Reason::NearExpiry),
+        "{d:?}"
+    );
     assert_eq!(d.operator, Some(Reason::NearExpiry));
     assert_eq!(store2.ca, store.ca, "same CA");
     let fresh = parse(&bundle2.replicas["kv-0"].cert).unwrap();
     assert_eq!(fresh.not_after, T0 + 61 * DAY + 90 * DAY);
-    assert_ne!(bundle2.replicas["kv-0"].key, bundle.replicas["kv-0"].key, "a new key");
+    assert_ne!(
+        bundle2.replicas["kv-0"].key, bundle.replicas["kv-0"].key,
+        "a new key"
+    );
     assert_trusted(&store2, &bundle2);
 }
 
@@ -153,7 +193,15 @@ fn wrong_names_foreign_keys_other_cas_and_garbage_are_reissued() {
     // kv-0 holds a certificate made for kv-9.
     bundle.replicas.insert(
         "kv-0".into(),
-        issue::leaf(&ca, "kv-9", &n.replica_dns_names(9), Usage::Replica, T0, 90 * DAY).unwrap(),
+        issue::leaf(
+            &ca,
+            "kv-9",
+            &n.replica_dns_names(9),
+            Usage::Replica,
+            T0,
+            90 * DAY,
+        )
+        .unwrap(),
     );
     // kv-1's key belongs to another certificate.
     let other_key = bundle.replicas["kv-2"].key.clone();
@@ -162,12 +210,23 @@ fn wrong_names_foreign_keys_other_cas_and_garbage_are_reissued() {
     let stranger = issue::new_ca("x.y", T0, 300 * DAY).unwrap();
     bundle.replicas.insert(
         "kv-2".into(),
-        issue::leaf(&stranger, "kv-2", &n.replica_dns_names(2), Usage::Replica, T0, 90 * DAY).unwrap(),
+        issue::leaf(
+            &stranger,
+            "kv-2",
+            &n.replica_dns_names(2),
+            Usage::Replica,
+            T0,
+            90 * DAY,
+        )
+        .unwrap(),
     );
     // kv-3 is not a certificate at all.
     bundle.replicas.get_mut("kv-3").unwrap().cert = "garbage".into();
     let (d, store, fixed) = step(&store, &bundle, &wanted(4), T0 + DAY);
-    assert!(matches!(&d.replicas["kv-0"], Reason::WrongNames(n) if n.contains(&"CN=kv-0".to_string()) && n.contains(&"kv-0.kv-peer.prod.svc".to_string())), "{d:?}");
+    assert!(
+        matches!(&d.replicas["kv-0"], Reason::WrongNames(n) if n.contains(&"CN=kv-0".to_string()) && n.contains(&"kv-0.kv-peer.prod.svc".to_string())),
+        "{d:?}"
+    );
     assert_eq!(d.replicas["kv-1"], Reason::KeyMismatch);
     assert_eq!(d.replicas["kv-2"], Reason::OldCa);
     assert!(matches!(d.replicas["kv-3"], Reason::Unreadable(_)));
@@ -179,9 +238,15 @@ fn wrong_names_foreign_keys_other_cas_and_garbage_are_reissued() {
 fn a_certificate_missing_a_new_service_name_is_reissued() {
     let (store, bundle) = new_cluster(1, T0);
     let mut w = wanted(1);
-    w.replicas.get_mut("kv-0").unwrap().push("kv-extra.prod.svc".into());
+    w.replicas
+        .get_mut("kv-0")
+        .unwrap()
+        .push("kv-extra.prod.svc".into());
     let d = decide(&store, &bundle, &w, T0 + 1);
-    assert_eq!(d.replicas["kv-0"], Reason::WrongNames(vec!["kv-extra.prod.svc".into()]));
+    assert_eq!(
+        d.replicas["kv-0"],
+        Reason::WrongNames(vec!["kv-extra.prod.svc".into()])
+    );
 }
 
 #[test]
@@ -227,7 +292,10 @@ fn ca_rotation_keeps_the_old_ca_in_the_bundle_until_every_certificate_is_reissue
     assert!(d.drop_previous && d.replicas.is_empty(), "{d:?}");
     assert!(store.previous.is_none() && store.rotation_started.is_none());
     assert_eq!(parse_all(&bundle.ca).unwrap().len(), 1);
-    assert!(!bundle_contains(&bundle.ca, &old_ca.cert), "the old CA is gone");
+    assert!(
+        !bundle_contains(&bundle.ca, &old_ca.cert),
+        "the old CA is gone"
+    );
     assert_trusted(&store, &bundle);
     assert!(decide(&store, &bundle, &w, t2 + PROPAGATION_SECONDS + 1).is_empty());
 }
@@ -238,7 +306,10 @@ fn a_lost_ca_secret_overlaps_with_the_ca_the_replicas_still_trust() {
     let (_, bundle) = new_cluster(3, T0);
     let (d, store, after) = step(&CaStore::default(), &bundle, &w, T0 + DAY);
     assert_eq!(d.ca, Some(Reason::Missing));
-    assert!(d.replicas.is_empty(), "the running certificates stay until the new CA spread");
+    assert!(
+        d.replicas.is_empty(),
+        "the running certificates stay until the new CA spread"
+    );
     assert_eq!(d.operator, Some(Reason::Missing));
     assert_eq!(store.previous.as_deref(), Some(bundle.ca.as_str()));
     assert_eq!(after.replicas, bundle.replicas);
@@ -246,7 +317,10 @@ fn a_lost_ca_secret_overlaps_with_the_ca_the_replicas_still_trust() {
 }
 
 fn text(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 #[test]
@@ -255,8 +329,24 @@ fn a_user_secret_is_checked_key_by_key_with_the_fix_in_the_message() {
     let pods: BTreeMap<String, Vec<String>> =
         (0..2).map(|o| (n.pod(o), n.replica_dns_names(o))).collect();
     let ca = issue::new_ca("user", T0, 300 * DAY).unwrap();
-    let kv0 = issue::leaf(&ca, "kv-0", &n.replica_dns_names(0), Usage::Replica, T0, 90 * DAY).unwrap();
-    let kv1 = issue::leaf(&ca, "kv-1", &n.replica_dns_names(1), Usage::Replica, T0, 90 * DAY).unwrap();
+    let kv0 = issue::leaf(
+        &ca,
+        "kv-0",
+        &n.replica_dns_names(0),
+        Usage::Replica,
+        T0,
+        90 * DAY,
+    )
+    .unwrap();
+    let kv1 = issue::leaf(
+        &ca,
+        "kv-1",
+        &n.replica_dns_names(1),
+        Usage::Replica,
+        T0,
+        90 * DAY,
+    )
+    .unwrap();
     let good = text(&[
         ("ca.crt", &ca.cert),
         ("kv-0.crt", &kv0.cert),
@@ -270,7 +360,10 @@ fn a_user_secret_is_checked_key_by_key_with_the_fix_in_the_message() {
     let mut missing = good.clone();
     missing.remove("kv-1.key");
     let e = user_secret::replica_bundle("certs", &missing, &pods, T0).unwrap_err();
-    assert!(e.0.contains("lacks the keys kv-1.key") && e.0.contains("tls.crt"), "{e}");
+    assert!(
+        e.0.contains("lacks the keys kv-1.key") && e.0.contains("tls.crt"),
+        "{e}"
+    );
 
     let mut no_ca = good.clone();
     no_ca.remove("ca.crt");
@@ -281,13 +374,29 @@ fn a_user_secret_is_checked_key_by_key_with_the_fix_in_the_message() {
     assert!(e.0.contains("expired"), "{e}");
 
     // A shared certificate must name every replica.
-    let shared = issue::leaf(&ca, "kv", &n.replica_dns_names(0), Usage::Replica, T0, 90 * DAY).unwrap();
-    let data = text(&[("ca.crt", &ca.cert), ("tls.crt", &shared.cert), ("tls.key", &shared.key)]);
+    let shared = issue::leaf(
+        &ca,
+        "kv",
+        &n.replica_dns_names(0),
+        Usage::Replica,
+        T0,
+        90 * DAY,
+    )
+    .unwrap();
+    let data = text(&[
+        ("ca.crt", &ca.cert),
+        ("tls.crt", &shared.cert),
+        ("tls.key", &shared.key),
+    ]);
     let e = user_secret::replica_bundle("certs", &data, &pods, T0).unwrap_err();
     assert!(e.0.contains("does not name kv-1.kv-peer.prod.svc"), "{e}");
     let both: Vec<String> = [n.replica_dns_names(0), n.replica_dns_names(1)].concat();
     let shared = issue::leaf(&ca, "kv", &both, Usage::Replica, T0, 90 * DAY).unwrap();
-    let data = text(&[("ca.crt", &ca.cert), ("tls.crt", &shared.cert), ("tls.key", &shared.key)]);
+    let data = text(&[
+        ("ca.crt", &ca.cert),
+        ("tls.crt", &shared.cert),
+        ("tls.key", &shared.key),
+    ]);
     let bundle = user_secret::replica_bundle("certs", &data, &pods, T0).unwrap();
     assert_eq!(bundle.replicas["kv-0"], shared);
     assert_eq!(bundle.replicas["kv-1"], shared);
@@ -309,12 +418,30 @@ fn cert_manager_secrets_are_assembled_and_gaps_are_named() {
     let n = names();
     let ca = issue::new_ca("cm", T0, 300 * DAY).unwrap();
     let secret = |o: u32| {
-        let pem = issue::leaf(&ca, &n.pod(o), &n.replica_dns_names(o), Usage::Replica, T0, 90 * DAY).unwrap();
-        text(&[("tls.crt", &pem.cert), ("tls.key", &pem.key), ("ca.crt", &ca.cert)])
+        let pem = issue::leaf(
+            &ca,
+            &n.pod(o),
+            &n.replica_dns_names(o),
+            Usage::Replica,
+            T0,
+            90 * DAY,
+        )
+        .unwrap();
+        text(&[
+            ("tls.crt", &pem.cert),
+            ("tls.key", &pem.key),
+            ("ca.crt", &ca.cert),
+        ])
     };
     let mut found = BTreeMap::new();
-    found.insert("kv-0".to_string(), ("kv-0-tls".to_string(), Some(secret(0))));
-    found.insert("kv-1".to_string(), ("kv-1-tls".to_string(), Some(secret(1))));
+    found.insert(
+        "kv-0".to_string(),
+        ("kv-0-tls".to_string(), Some(secret(0))),
+    );
+    found.insert(
+        "kv-1".to_string(),
+        ("kv-1-tls".to_string(), Some(secret(1))),
+    );
     match assemble(&found).unwrap() {
         Assembled::Complete(b) => {
             assert_eq!(b.replicas.len(), 2);
@@ -324,7 +451,9 @@ fn cert_manager_secrets_are_assembled_and_gaps_are_named() {
         other => panic!("{other:?}"),
     }
     found.insert("kv-2".to_string(), ("kv-2-tls".to_string(), None));
-    assert!(matches!(assemble(&found).unwrap(), Assembled::Waiting(b, w) if b.replicas.len() == 2 && w == ["kv-2-tls"]));
+    assert!(
+        matches!(assemble(&found).unwrap(), Assembled::Waiting(b, w) if b.replicas.len() == 2 && w == ["kv-2-tls"])
+    );
     let mut acme = secret(2);
     acme.remove("ca.crt");
     found.insert("kv-2".to_string(), ("kv-2-tls".to_string(), Some(acme)));

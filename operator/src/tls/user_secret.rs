@@ -42,7 +42,9 @@ fn check_cert(
         )));
     }
     if info.not_after <= now {
-        return Err(TlsError(format!("{what}: the certificate has expired; renew it")));
+        return Err(TlsError(format!(
+            "{what}: the certificate has expired; renew it"
+        )));
     }
     let missing: Vec<&String> = must_name.iter().filter(|n| !info.names(n)).collect();
     if !missing.is_empty() {
@@ -88,7 +90,13 @@ pub fn replica_bundle(
             key: key.clone(),
         };
         let members: Vec<String> = pods.values().filter_map(|n| n.first().cloned()).collect();
-        check_cert(&format!("Secret {name} key tls.crt"), &pem, ca, &members, now)?;
+        check_cert(
+            &format!("Secret {name} key tls.crt"),
+            &pem,
+            ca,
+            &members,
+            now,
+        )?;
         for pod in pods.keys() {
             bundle.replicas.insert(pod.clone(), pem.clone());
         }
@@ -111,7 +119,13 @@ pub fn replica_bundle(
             key: data[&format!("{pod}.key")].clone(),
         };
         let member: Vec<String> = names.first().cloned().into_iter().collect();
-        check_cert(&format!("Secret {name} key {pod}.crt"), &pem, ca, &member, now)?;
+        check_cert(
+            &format!("Secret {name} key {pod}.crt"),
+            &pem,
+            ca,
+            &member,
+            now,
+        )?;
         bundle.replicas.insert(pod.clone(), pem);
     }
     Ok(bundle)
