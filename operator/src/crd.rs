@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{
     Affinity, ResourceRequirements, Toleration, TopologySpreadConstraint,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -203,6 +203,16 @@ pub struct RaftClusterSpec {
     /// labels) and only reports status.
     #[serde(default)]
     pub paused: bool,
+
+    /// TLS between replicas, for clients and for the operator's admin
+    /// calls. On by default; fixed at creation.
+    #[serde(default)]
+    pub tls: TlsSpec,
+
+    /// A NetworkPolicy that admits only peers, the operator, the allowed
+    /// clients and Prometheus.
+    #[serde(default)]
+    pub network_policy: NetworkPolicySpec,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
@@ -385,6 +395,201 @@ pub struct MonitoringSpec {
     pub interval: Option<String>,
 }
 
+/// TLS of a cluster: where the certificates come from, and what else
+/// speaks TLS. Whatever the mode, the pods mount one Secret
+/// `<cluster>-tls` (or, in `Secret` mode, the user's) at `/etc/raft/tls`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.mode != 'Secret' || has(self.secret)").message(
+    "spec.tls.mode Secret needs spec.tls.secret.name (the Secret with the replicas' certificates) and spec.tls.secret.operatorClientSecretName"
+))]
+#[x_kube(validation = Rule::new("self.mode != 'CertManager' || has(self.certManager)").message(
+    "spec.tls.mode CertManager needs spec.tls.certManager.issuerRef (the cert-manager Issuer or ClusterIssuer that signs the certificates)"
+))]
+pub struct TlsSpec {
+    /// Serve TLS on the gRPC port (peers always with mutual TLS). Fixed at
+    /// creation: switching it on a running cluster would split the quorum
+    /// between replicas that speak TLS and replicas that do not.
+    #[serde(default = "default_true")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message(
+        "spec.tls.enabled cannot change after creation: during the rolling restart half the replicas would speak TLS and half not, and the quorum would split; create a new RaftCluster (and move the data) to change it"
+    ))]
+    pub enabled: bool,
+    /// Where the certificates come from: `Automatic` (a per-cluster CA
+    /// kept by the operator), `Secret` (a Secret you manage) or
+    /// `CertManager` (cert-manager `Certificate` resources). Fixed at
+    /// creation: a new CA replacing the old one at once would leave the
+    /// replicas distrusting each other while the new files spread.
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("self == oldSelf").message(
+        "spec.tls.mode cannot change after creation: the certificates and the CA bundle would be replaced at once, and replicas that already see the new CA would reject those that do not yet; create a new RaftCluster to change it"
+    ))]
+    pub mode: TlsMode,
+    /// Lifetimes of the certificates of `Automatic` mode.
+    #[serde(default)]
+    pub automatic: AutomaticTls,
+    /// The Secrets of `Secret` mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<SecretTls>,
+    /// The issuer of `CertManager` mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_manager: Option<CertManagerTls>,
+    /// Every client connection must present a certificate signed by the
+    /// cluster's CA (etcd's `--client-cert-auth`).
+    #[serde(default)]
+    pub client_cert_auth: bool,
+    /// The HTTP port (`/metrics`, `/healthz`, `/readyz`) serves TLS too.
+    #[serde(default)]
+    pub metrics: bool,
+}
+
+/// The message of the rule that mode `Secret` names its Secrets.
+pub const SECRET_MODE_NEEDS_SECRET: &str = "spec.tls.mode Secret needs spec.tls.secret.name (the Secret with the replicas' certificates) and spec.tls.secret.operatorClientSecretName";
+/// The message of the rule that mode `CertManager` names its issuer.
+pub const CERT_MANAGER_MODE_NEEDS_ISSUER: &str = "spec.tls.mode CertManager needs spec.tls.certManager.issuerRef (the cert-manager Issuer or ClusterIssuer that signs the certificates)";
+
+impl TlsSpec {
+    /// What the schema's mode rules say, checked again by the operator.
+    pub fn problem(&self) -> Option<&'static str> {
+        match self.mode {
+            TlsMode::Secret if self.secret.is_none() => Some(SECRET_MODE_NEEDS_SECRET),
+            TlsMode::CertManager if self.cert_manager.is_none() => {
+                Some(CERT_MANAGER_MODE_NEEDS_ISSUER)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Default for TlsSpec {
+    fn default() -> Self {
+        TlsSpec {
+            enabled: true,
+            mode: TlsMode::default(),
+            automatic: AutomaticTls::default(),
+            secret: None,
+            cert_manager: None,
+            client_cert_auth: false,
+            metrics: false,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum TlsMode {
+    #[default]
+    Automatic,
+    Secret,
+    CertManager,
+}
+
+/// Lifetimes of the operator-issued certificates. A certificate is
+/// re-issued once two thirds of its lifetime have passed.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AutomaticTls {
+    /// Lifetime of the replicas' and the operator's certificates.
+    #[serde(default = "default_certificate_lifetime")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
+    pub certificate_lifetime: String,
+    /// Lifetime of the cluster's CA.
+    #[serde(default = "default_ca_lifetime")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
+    pub ca_lifetime: String,
+}
+
+impl Default for AutomaticTls {
+    fn default() -> Self {
+        AutomaticTls {
+            certificate_lifetime: default_certificate_lifetime(),
+            ca_lifetime: default_ca_lifetime(),
+        }
+    }
+}
+
+/// Certificates you manage. `name` holds either one certificate per
+/// replica (`ca.crt`, `<pod>.crt`, `<pod>.key` for every pod) or one
+/// certificate shared by all replicas (`tls.crt`, `tls.key`, `ca.crt`,
+/// e.g. a `kubernetes.io/tls` Secret) whose DNS names list every replica.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretTls {
+    /// The replicas' Secret, in the cluster's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// The operator's client certificate (`tls.crt`, `tls.key`), signed by
+    /// the same CA, with `raft-operator` as its common name or a DNS name.
+    #[schemars(length(min = 1, max = 253))]
+    pub operator_client_secret_name: String,
+}
+
+/// cert-manager issues the certificates; the operator asks for them with
+/// `cert-manager.io/v1` `Certificate` resources and assembles their
+/// Secrets into `<cluster>-tls`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CertManagerTls {
+    pub issuer_ref: IssuerRef,
+    /// Lifetime of each certificate (cert-manager's `duration`), e.g. `2160h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"))]
+    pub duration: Option<String>,
+}
+
+/// A cert-manager issuer.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuerRef {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// `Issuer` (the cluster's namespace) or `ClusterIssuer`.
+    #[serde(default = "default_issuer_kind")]
+    pub kind: IssuerKind,
+    #[serde(default = "default_issuer_group")]
+    pub group: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum IssuerKind {
+    Issuer,
+    ClusterIssuer,
+}
+
+/// The cluster's NetworkPolicy: ingress to the gRPC port from the
+/// cluster's own replicas, the operator and the allowed clients; to the
+/// metrics port from Prometheus; egress to the peers' gRPC port and DNS.
+/// (Kubelet probes are not subject to NetworkPolicy.)
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicySpec {
+    /// Create the NetworkPolicy. Off by default: with it on, only the
+    /// clients listed in `clients` reach the cluster.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Who may connect to the gRPC port as a client (NetworkPolicy peers:
+    /// `podSelector` and/or `namespaceSelector`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clients: Vec<NetworkPolicyPeerSpec>,
+    /// The namespaces whose pods may scrape the metrics port (Prometheus);
+    /// absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus_namespace_selector: Option<LabelSelector>,
+    /// The operator's pods (default: `app.kubernetes.io/name:
+    /// kuberaft-operator` in any namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<NetworkPolicyPeerSpec>,
+}
+
+/// One allowed source of traffic.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicyPeerSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_selector: Option<LabelSelector>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+}
+
 /// What the operator last observed.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -488,6 +693,18 @@ fn default_true() -> bool {
 }
 fn default_snapshot_threshold() -> i64 {
     10_000
+}
+fn default_certificate_lifetime() -> String {
+    "2160h".to_string()
+}
+fn default_ca_lifetime() -> String {
+    "87600h".to_string()
+}
+fn default_issuer_kind() -> IssuerKind {
+    IssuerKind::Issuer
+}
+fn default_issuer_group() -> String {
+    "cert-manager.io".to_string()
 }
 fn default_when_scaled() -> RetentionChoice {
     RetentionChoice::Delete

@@ -8,7 +8,7 @@
 //! scenario reads: this is the world, reconcile, these are the calls and
 //! this is the status.
 
-use crate::admin::{AdminError, ReplicaAdmin};
+use crate::admin::{AdminEndpoint, AdminError, ReplicaAdmin};
 use crate::builders::test_cluster::cluster;
 use crate::controller::{Context, reconcile};
 use crate::crd::{RaftCluster, RaftClusterSpec, RaftClusterStatus};
@@ -200,6 +200,8 @@ pub(crate) fn client(api: FakeApi) -> kube::Client {
 pub(crate) struct FakeReplicas {
     statuses: Mutex<BTreeMap<String, pb::NodeStatus>>,
     calls: Mutex<Vec<String>>,
+    /// Every endpoint asked for its status, with its TLS settings.
+    seen: Mutex<Vec<AdminEndpoint>>,
 }
 
 impl FakeReplicas {
@@ -215,12 +217,18 @@ impl FakeReplicas {
 impl ReplicaAdmin for FakeReplicas {
     fn status<'a>(
         &'a self,
-        endpoint: &'a str,
+        endpoint: &'a AdminEndpoint,
     ) -> BoxFuture<'a, Result<pb::NodeStatus, AdminError>> {
-        let found = self.statuses.lock().unwrap().get(endpoint).cloned();
+        self.seen.lock().unwrap().push(endpoint.clone());
+        let found = self
+            .statuses
+            .lock()
+            .unwrap()
+            .get(&endpoint.address)
+            .cloned();
         Box::pin(async move {
             found.ok_or_else(|| AdminError {
-                endpoint: endpoint.to_string(),
+                endpoint: endpoint.address.clone(),
                 call: "Status",
                 message: "connection refused".into(),
             })
@@ -228,38 +236,41 @@ impl ReplicaAdmin for FakeReplicas {
     }
     fn add_learner<'a>(
         &'a self,
-        e: &'a str,
+        e: &'a AdminEndpoint,
         m: pb::Member,
         g: Option<u64>,
     ) -> BoxFuture<'a, Result<(), AdminError>> {
         self.record(format!(
-            "AddLearner to={e} id={} name={} address={} group={g:?}",
-            m.id, m.name, m.address
+            "AddLearner to={} id={} name={} address={} group={g:?}",
+            e.address, m.id, m.name, m.address
         ))
     }
     fn promote<'a>(
         &'a self,
-        e: &'a str,
+        e: &'a AdminEndpoint,
         id: u64,
         g: Option<u64>,
     ) -> BoxFuture<'a, Result<(), AdminError>> {
-        self.record(format!("Promote to={e} id={id} group={g:?}"))
+        self.record(format!("Promote to={} id={id} group={g:?}", e.address))
     }
     fn remove_member<'a>(
         &'a self,
-        e: &'a str,
+        e: &'a AdminEndpoint,
         id: u64,
         g: Option<u64>,
     ) -> BoxFuture<'a, Result<(), AdminError>> {
-        self.record(format!("RemoveMember to={e} id={id} group={g:?}"))
+        self.record(format!("RemoveMember to={} id={id} group={g:?}", e.address))
     }
     fn transfer_leader<'a>(
         &'a self,
-        e: &'a str,
+        e: &'a AdminEndpoint,
         g: Option<u64>,
         to: u64,
     ) -> BoxFuture<'a, Result<(), AdminError>> {
-        self.record(format!("TransferLeader to={e} group={g:?} new_leader={to}"))
+        self.record(format!(
+            "TransferLeader to={} group={g:?} new_leader={to}",
+            e.address
+        ))
     }
 }
 
@@ -305,7 +316,8 @@ impl Scenario {
             json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
                    "metadata": {"name": "kv", "namespace": NS},
                    "spec": {"replicas": replicas, "selector": {}, "serviceName": "kv-peer",
-                            "template": {},
+                            "template": {"spec": {"containers": [{"name": "raft",
+                                "env": [{"name": "RAFT_TLS_CA", "value": "/etc/raft/tls/ca.crt"}]}]}},
                             "volumeClaimTemplates": [{"metadata": {"name": "data"},
                                "spec": {"resources": {"requests": {"storage": "1Gi"}}}}]},
                    "status": {"replicas": replicas, "updateRevision": update_revision}}),
@@ -433,11 +445,21 @@ fn bootstrapped() -> Option<RaftClusterStatus> {
     })
 }
 
-fn events(requests: &[Recorded]) -> Vec<String> {
+/// Every event reason published.
+fn all_events(requests: &[Recorded]) -> Vec<String> {
     requests
         .iter()
         .filter(|r| r.path.contains("/events") && r.method == "POST")
         .map(|r| r.body["reason"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+/// The event reasons of membership and rollout (a cluster's first
+/// certificates, issued on the scenario's first reconcile, left out).
+fn events(requests: &[Recorded]) -> Vec<String> {
+    all_events(requests)
+        .into_iter()
+        .filter(|r| r != "CertificatesIssued")
         .collect()
 }
 
@@ -891,4 +913,398 @@ mod lease {
             "a released lease is free at once"
         );
     }
+}
+
+// --- TLS and NetworkPolicy -------------------------------------------------
+
+fn secret_text(api: &FakeApi, name: &str) -> Option<BTreeMap<String, String>> {
+    let value = api.get(&format!("/api/v1/namespaces/default/secrets/{name}"))?;
+    let secret: k8s_openapi::api::core::v1::Secret =
+        serde_json::from_value(value).expect("a Secret");
+    Some(crate::tls::bundle::secret_text(&secret))
+}
+
+fn secret_patches(requests: &[Recorded]) -> Vec<String> {
+    requests
+        .iter()
+        .filter(|r| r.method == "PATCH" && r.path.contains("/secrets/"))
+        .map(|r| r.path.clone())
+        .collect()
+}
+
+fn env_of(sts: &Value) -> BTreeMap<String, String> {
+    sts["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_string(),
+                e["value"].as_str().unwrap_or("(from field)").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_new_cluster_gets_a_ca_certificates_for_every_pod_and_mounts_them() {
+    use crate::tls::inspect::{issued_by, parse};
+    let s = Scenario::new();
+    let c = s.cluster(RaftClusterSpec::default(), None);
+    s.reconcile(&c).await;
+    let requests = s.api.take_requests();
+    assert_eq!(
+        secret_patches(&requests),
+        [
+            "/api/v1/namespaces/default/secrets/kv-ca",
+            "/api/v1/namespaces/default/secrets/kv-tls"
+        ],
+        "the CA first, then the replicas' bundle"
+    );
+    assert!(all_events(&requests).contains(&"CertificatesIssued".to_string()));
+    let tls = secret_text(&s.api, "kv-tls").expect("kv-tls");
+    let ca = secret_text(&s.api, "kv-ca").expect("kv-ca");
+    assert!(
+        ca.contains_key("ca.key") && !tls.contains_key("ca.key"),
+        "the CA key never reaches the pods"
+    );
+    let mut keys: Vec<&str> = tls.keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "ca.crt", "kv-0.crt", "kv-0.key", "kv-1.crt", "kv-1.key", "kv-2.crt", "kv-2.key"
+        ]
+    );
+    for o in 0..3 {
+        let cert = &tls[&format!("kv-{o}.crt")];
+        let info = parse(cert).unwrap();
+        assert_eq!(info.common_name, Some(format!("kv-{o}")));
+        assert!(
+            info.dns_names
+                .contains(&format!("kv-{o}.kv-peer.default.svc"))
+        );
+        assert!(info.server_auth && info.client_auth);
+        assert!(issued_by(cert, &tls["ca.crt"]));
+    }
+    let operator = parse(&ca["operator.crt"]).unwrap();
+    assert_eq!(operator.common_name.as_deref(), Some("raft-operator"));
+    assert!(issued_by(&ca["operator.crt"], &ca["ca.crt"]));
+    // The owner reference lets the garbage collector take them along.
+    let raw = s
+        .api
+        .get("/api/v1/namespaces/default/secrets/kv-tls")
+        .unwrap();
+    assert_eq!(raw["metadata"]["ownerReferences"][0]["kind"], "RaftCluster");
+
+    let sts = s.api.get(STS_PATH).unwrap();
+    let env = env_of(&sts);
+    assert_eq!(env["RAFT_TLS_CERT"], "/etc/raft/tls/$(POD_NAME).crt");
+    assert_eq!(env["RAFT_TLS_KEY"], "/etc/raft/tls/$(POD_NAME).key");
+    assert_eq!(env["RAFT_TLS_CA"], "/etc/raft/tls/ca.crt");
+    assert_eq!(env["POD_NAME"], "(from field)");
+    let names: Vec<&str> = sts["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    let pos = |n: &str| names.iter().position(|x| *x == n).unwrap();
+    assert!(
+        pos("POD_NAME") < pos("RAFT_TLS_CERT"),
+        "$(POD_NAME) must be defined before use"
+    );
+    let volumes = sts["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap();
+    let tls_volume = volumes
+        .iter()
+        .find(|v| v["name"] == "tls")
+        .expect("tls volume");
+    assert_eq!(tls_volume["secret"]["secretName"], "kv-tls");
+    let mounts = sts["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+        .as_array()
+        .unwrap();
+    assert!(
+        mounts.iter().any(|m| m["name"] == "tls"
+            && m["mountPath"] == "/etc/raft/tls"
+            && m["readOnly"] == true)
+    );
+    assert_eq!(s.condition("TLSReady").0, "True");
+
+    // The next reconcile has nothing to issue.
+    let c = s.cluster(RaftClusterSpec::default(), Some(s.status()));
+    s.reconcile(&c).await;
+    assert!(secret_patches(&s.api.take_requests()).is_empty());
+}
+
+#[tokio::test]
+async fn scale_out_issues_the_new_pods_certificate_before_the_statefulset_grows() {
+    let s = Scenario::new();
+    let c = s.cluster(RaftClusterSpec::default(), None);
+    s.reconcile(&c).await;
+    s.statefulset(3, "r1");
+    for o in 0..3 {
+        s.pod(o, true, "r1");
+    }
+    s.replicas(&[0, 1, 2], 1, &[]);
+    let spec = RaftClusterSpec {
+        replicas: 4,
+        ..RaftClusterSpec::default()
+    };
+    let c = s.cluster(spec, bootstrapped());
+    s.api.take_requests();
+    s.reconcile(&c).await;
+    let requests = s.api.take_requests();
+    let order: Vec<&str> = requests
+        .iter()
+        .filter(|r| r.method == "PATCH")
+        .map(|r| r.path.as_str())
+        .collect();
+    let tls = order
+        .iter()
+        .position(|p| p.ends_with("/secrets/kv-tls"))
+        .expect("kv-tls updated");
+    let sts = order
+        .iter()
+        .position(|p| *p == STS_PATH)
+        .expect("sts applied");
+    assert!(tls < sts, "{order:?}");
+    assert_eq!(s.statefulset_replicas(), 4);
+    let bundle = secret_text(&s.api, "kv-tls").unwrap();
+    assert!(bundle.contains_key("kv-3.crt") && bundle.contains_key("kv-3.key"));
+    assert!(
+        !secret_patches(&requests)
+            .iter()
+            .any(|p| p.ends_with("/kv-ca")),
+        "the CA and the operator's certificate stay"
+    );
+}
+
+#[tokio::test]
+async fn the_operator_speaks_tls_to_the_replicas_with_its_client_certificate() {
+    let s = Scenario::new();
+    let c = s.cluster(RaftClusterSpec::default(), None);
+    s.reconcile(&c).await;
+    s.statefulset(3, "r1");
+    for o in 0..3 {
+        s.pod(o, true, "r1");
+    }
+    s.replicas(&[0, 1, 2], 1, &[]);
+    s.replicas.seen.lock().unwrap().clear();
+    s.reconcile(&c).await;
+    let seen = s.replicas.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3);
+    let ca = secret_text(&s.api, "kv-ca").unwrap();
+    let bundle = secret_text(&s.api, "kv-tls").unwrap();
+    for e in &seen {
+        let o = e
+            .address
+            .strip_prefix("127.0.9.")
+            .and_then(|r| r.split(':').next())
+            .unwrap();
+        let ordinal: u32 = o.parse::<u32>().unwrap() - 1;
+        let (server_name, tls) = e.tls.as_ref().expect("TLS towards every replica");
+        assert_eq!(
+            server_name,
+            &format!("kv-{ordinal}.kv-peer.default.svc"),
+            "verified under the pod's DNS name, dialled by IP"
+        );
+        assert_eq!(tls.identity.cert, ca["operator.crt"]);
+        assert_eq!(tls.ca, bundle["ca.crt"]);
+    }
+    assert_eq!(s.status().leader.as_deref(), Some("kv-1"));
+}
+
+#[tokio::test]
+async fn a_running_plain_cluster_stays_plain_and_says_why() {
+    let s = Scenario::new();
+    let c = s.cluster(RaftClusterSpec::default(), bootstrapped());
+    s.statefulset(3, "r1");
+    // A StatefulSet made before TLS existed.
+    s.api.put(STS_PATH, {
+        let mut sts = s.api.get(STS_PATH).unwrap();
+        sts["spec"]["template"] = json!({});
+        sts
+    });
+    for o in 0..3 {
+        s.pod(o, true, "r1");
+    }
+    s.replicas(&[0, 1, 2], 0, &[]);
+    s.reconcile(&c).await;
+    let requests = s.api.take_requests();
+    assert!(
+        secret_patches(&requests).is_empty(),
+        "no certificates for a plain cluster"
+    );
+    let sts = s.api.get(STS_PATH).unwrap();
+    assert!(
+        !env_of(&sts).contains_key("RAFT_TLS_CA"),
+        "the pods are not switched"
+    );
+    let (ready, reason, message) = s.condition("TLSReady");
+    assert_eq!(
+        (ready.as_str(), reason.as_str()),
+        ("False", "TLSChangeRefused")
+    );
+    assert!(
+        message.contains("split the quorum") && message.contains("spec.tls.enabled: false"),
+        "{message}"
+    );
+    assert!(
+        s.replicas
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|e| e.tls.is_none())
+    );
+}
+
+#[tokio::test]
+async fn the_network_policy_follows_the_spec() {
+    let s = Scenario::new();
+    let mut spec = RaftClusterSpec::default();
+    spec.network_policy.enabled = true;
+    let c = s.cluster(spec, None);
+    s.reconcile(&c).await;
+    let path = "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies/kv";
+    let np = s.api.get(path).expect("the NetworkPolicy was applied");
+    assert_eq!(np["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
+    assert_eq!(np["spec"]["ingress"][0]["ports"][0]["port"], 7400);
+    let c = s.cluster(RaftClusterSpec::default(), Some(s.status()));
+    s.reconcile(&c).await;
+    assert!(s.api.get(path).is_none(), "deleted once disabled");
+}
+
+#[tokio::test]
+async fn cert_manager_mode_asks_for_certificates_and_assembles_their_secrets() {
+    use crate::tls::issue::{self, Usage};
+    let s = Scenario::new();
+    let mut spec = RaftClusterSpec::default();
+    spec.tls.mode = crate::crd::TlsMode::CertManager;
+    spec.tls.cert_manager = Some(crate::crd::CertManagerTls {
+        issuer_ref: crate::crd::IssuerRef {
+            name: "ca-issuer".into(),
+            kind: crate::crd::IssuerKind::ClusterIssuer,
+            group: "cert-manager.io".into(),
+        },
+        duration: None,
+    });
+    let c = s.cluster(spec.clone(), None);
+    s.reconcile(&c).await;
+    let cert = s
+        .api
+        .get("/apis/cert-manager.io/v1/namespaces/default/certificates/kv-1-tls")
+        .expect("a Certificate per replica");
+    assert_eq!(cert["spec"]["secretName"], "kv-1-tls");
+    assert_eq!(cert["spec"]["commonName"], "kv-1");
+    assert_eq!(cert["spec"]["dnsNames"][0], "kv-1.kv-peer.default.svc");
+    assert_eq!(cert["spec"]["issuerRef"]["kind"], "ClusterIssuer");
+    let op = s
+        .api
+        .get("/apis/cert-manager.io/v1/namespaces/default/certificates/kv-operator-tls")
+        .expect("the operator's Certificate");
+    assert_eq!(op["spec"]["commonName"], "raft-operator");
+    let (ready, reason, message) = s.condition("TLSReady");
+    assert_eq!(
+        (ready.as_str(), reason.as_str()),
+        ("False", "WaitingForCertManager")
+    );
+    assert!(message.contains("kv-0-tls"), "{message}");
+
+    // cert-manager issues: the Secrets appear and are assembled.
+    let names = crate::names::Names::new("kv", "default");
+    let ca = issue::new_ca("cm", 1_800_000_000, 86_400 * 300).unwrap();
+    let now = crate::controller::tls::now_seconds();
+    let put = |name: String, pem: crate::tls::Pem| {
+        let data = BTreeMap::from([
+            ("tls.crt".to_string(), pem.cert),
+            ("tls.key".to_string(), pem.key),
+            ("ca.crt".to_string(), ca.cert.clone()),
+        ]);
+        s.api.put(
+            &format!("/api/v1/namespaces/default/secrets/{name}"),
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
+                   "data": serde_json::to_value(crate::tls::bundle::secret_data(&data)).unwrap()}),
+        );
+    };
+    for o in 0..3 {
+        let pem = issue::leaf(
+            &ca,
+            &names.pod(o),
+            &names.replica_dns_names(o),
+            Usage::Replica,
+            now,
+            86_400,
+        )
+        .unwrap();
+        put(names.replica_certificate(o), pem);
+    }
+    put(
+        names.operator_certificate(),
+        issue::leaf(&ca, "raft-operator", &[], Usage::Client, now, 86_400).unwrap(),
+    );
+    let c = s.cluster(spec, Some(s.status()));
+    s.reconcile(&c).await;
+    let bundle = secret_text(&s.api, "kv-tls").unwrap();
+    assert!(crate::tls::bundle::bundle_contains(&bundle["ca.crt"], &ca.cert));
+    assert_eq!(crate::tls::inspect::parse_all(&bundle["ca.crt"]).unwrap().len(), 1);
+    assert!(bundle.contains_key("kv-2.key"));
+    assert_eq!(s.condition("TLSReady").0, "True");
+    assert!(
+        secret_text(&s.api, "kv-ca").is_none(),
+        "no operator CA in this mode"
+    );
+}
+
+#[tokio::test]
+async fn cert_manager_mode_without_cert_manager_says_how_to_fix_it() {
+    let s = Scenario::new();
+    s.api.missing_type("/apis/cert-manager.io/");
+    let mut spec = RaftClusterSpec::default();
+    spec.tls.mode = crate::crd::TlsMode::CertManager;
+    spec.tls.cert_manager = Some(crate::crd::CertManagerTls {
+        issuer_ref: crate::crd::IssuerRef {
+            name: "ca".into(),
+            kind: crate::crd::IssuerKind::Issuer,
+            group: "cert-manager.io".into(),
+        },
+        duration: None,
+    });
+    let c = s.cluster(spec, None);
+    s.reconcile(&c).await;
+    let (ready, reason, message) = s.condition("TLSReady");
+    assert_eq!(
+        (ready.as_str(), reason.as_str()),
+        ("False", "CertManagerMissing")
+    );
+    assert!(message.contains("install cert-manager"), "{message}");
+    assert!(
+        s.api.get(STS_PATH).is_some(),
+        "the rest is applied all the same"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_user_secret_is_a_condition_naming_the_keys_to_create() {
+    let s = Scenario::new();
+    let mut spec = RaftClusterSpec::default();
+    spec.tls.mode = crate::crd::TlsMode::Secret;
+    spec.tls.secret = Some(crate::crd::SecretTls {
+        name: "my-certs".into(),
+        operator_client_secret_name: "my-operator".into(),
+    });
+    let c = s.cluster(spec, None);
+    s.reconcile(&c).await;
+    let (ready, reason, message) = s.condition("TLSReady");
+    assert_eq!(
+        (ready.as_str(), reason.as_str()),
+        ("False", "SecretMissing")
+    );
+    assert!(
+        message.contains("my-certs") && message.contains("<pod>.crt"),
+        "{message}"
+    );
+    assert!(secret_text(&s.api, "kv-tls").is_none());
 }

@@ -8,6 +8,8 @@
 //! - [`membership`]: the pure planner of membership, scaling and upgrades;
 //! - [`admin`]: the replicas' admin API client;
 //! - [`controller`]: reconcile, error policy, context;
+//! - [`tls`]: the cluster's CA and certificates, and their rotation;
+//! - [`rbac`]: the exact API permissions the operator needs;
 //! - [`lease`]: leader election among operator instances;
 //! - [`metrics`], [`http`]: `/metrics` and `/healthz`.
 
@@ -22,7 +24,9 @@ pub mod lease;
 pub mod membership;
 pub mod metrics;
 pub mod names;
+pub mod rbac;
 pub mod replica_config;
+pub mod tls;
 
 #[cfg(test)]
 mod fixtures;

@@ -16,6 +16,13 @@ pub const DATA_DIR: &str = "/data";
 pub const CONFIG_DIR: &str = "/etc/kuberaft";
 /// The file name of the configuration inside the ConfigMap.
 pub const CONFIG_FILE: &str = "raft.json";
+/// Where the replicas' TLS Secret is mounted.
+pub const TLS_DIR: &str = "/etc/raft/tls";
+/// The CA bundle's key in the TLS Secret.
+pub const TLS_CA_KEY: &str = "ca.crt";
+/// The common name of the operator's client certificate (an admin name of
+/// every replica).
+pub const OPERATOR_CLIENT_NAME: &str = "raft-operator";
 
 /// The label the operator keeps on the pod leading group 0.
 pub const ROLE_LABEL: &str = "kuberaft.io/role";
@@ -66,6 +73,50 @@ impl Names {
     }
     pub fn service_monitor(&self) -> String {
         self.cluster.clone()
+    }
+    pub fn network_policy(&self) -> String {
+        self.cluster.clone()
+    }
+    /// The Secret every replica mounts: `ca.crt` and `<pod>.crt`,
+    /// `<pod>.key` per pod.
+    pub fn tls_secret(&self) -> String {
+        format!("{}-tls", self.cluster)
+    }
+    /// The operator's own Secret: the CA's key and the operator's client
+    /// certificate. Never mounted in a pod.
+    pub fn ca_secret(&self) -> String {
+        format!("{}-ca", self.cluster)
+    }
+    /// The cert-manager Certificate (and its Secret) of one replica.
+    pub fn replica_certificate(&self, ordinal: u32) -> String {
+        format!("{}-tls", self.pod(ordinal))
+    }
+    /// The cert-manager Certificate (and its Secret) of the operator's
+    /// client certificate.
+    pub fn operator_certificate(&self) -> String {
+        format!("{}-operator-tls", self.cluster)
+    }
+    /// Every DNS name a replica's certificate carries: its peer names (the
+    /// host part of its member address first), its pod name, and the
+    /// cluster's Service names.
+    pub fn replica_dns_names(&self, ordinal: u32) -> Vec<String> {
+        let pod = self.pod(ordinal);
+        let peer = self.peer_service();
+        let ns = &self.namespace;
+        let mut out = vec![
+            self.pod_domain(ordinal),
+            format!("{pod}.{peer}.{ns}.svc.cluster.local"),
+            format!("{pod}.{peer}.{ns}"),
+            format!("{pod}.{peer}"),
+            pod,
+        ];
+        for service in [self.client_service(), self.leader_service(), peer] {
+            out.push(format!("{service}.{ns}.svc"));
+            out.push(format!("{service}.{ns}.svc.cluster.local"));
+            out.push(format!("{service}.{ns}"));
+            out.push(service);
+        }
+        out
     }
     pub fn pod(&self, ordinal: u32) -> String {
         format!("{}-{ordinal}", self.cluster)

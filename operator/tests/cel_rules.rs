@@ -47,6 +47,8 @@ fn good_examples_pass_every_rule() {
         "good/minimal.yaml",
         "good/five-replicas-monitored.yaml",
         "good/single-paused.yaml",
+        "good/tls-cert-manager.yaml",
+        "good/tls-own-secret.yaml",
     ] {
         let errs = messages(&example(path), None);
         assert!(errs.is_empty(), "{path}: {errs:?}");
@@ -116,4 +118,59 @@ fn disruption_budget_rule_follows_the_replica_count() {
     assert!(messages(&three, None).is_empty());
     assert!(messages(&five, None).is_empty());
     assert_eq!(messages(&one, None).len(), 1);
+}
+
+#[test]
+fn tls_is_on_for_a_new_cluster_and_cannot_be_switched_later() {
+    let new = defaulted(&cluster(json!({"replicas": 3})));
+    assert_eq!(new["spec"]["tls"]["enabled"], true, "TLS on by default");
+    assert_eq!(new["spec"]["tls"]["mode"], "Automatic");
+    let with_tls = cluster(json!({"replicas": 3, "tls": {"enabled": true}}));
+    let without = cluster(json!({"replicas": 3, "tls": {"enabled": false}}));
+    for (old, new) in [(&with_tls, &without), (&without, &with_tls)] {
+        let errs = messages(new, Some(old));
+        assert!(
+            errs.iter().any(
+                |e| e.contains("spec.tls.enabled cannot change after creation")
+                    && e.contains("quorum would split")
+            ),
+            "{errs:?}"
+        );
+    }
+    // Nor can the source of the certificates...
+    let other_mode = cluster(json!({"replicas": 3, "tls": {"enabled": true,
+        "mode": "CertManager", "certManager": {"issuerRef": {"name": "ca"}}}}));
+    let errs = messages(&other_mode, Some(&with_tls));
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("spec.tls.mode cannot change after creation")),
+        "{errs:?}"
+    );
+    // ...but lifetimes and client-certificate authentication can.
+    let tuned = cluster(json!({"replicas": 3, "tls": {"enabled": true,
+        "automatic": {"certificateLifetime": "720h"}, "clientCertAuth": true}}));
+    assert_eq!(messages(&tuned, Some(&with_tls)), Vec::<String>::new());
+    // Creating a cluster without TLS is allowed.
+    assert_eq!(messages(&without, None), Vec::<String>::new());
+}
+
+#[test]
+fn tls_modes_need_their_settings() {
+    let secret = cluster(json!({"tls": {"mode": "Secret"}}));
+    let errs = messages(&secret, None);
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("spec.tls.mode Secret needs spec.tls.secret.name")),
+        "{errs:?}"
+    );
+    let cert_manager = cluster(json!({"tls": {"mode": "CertManager"}}));
+    let errs = messages(&cert_manager, None);
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("spec.tls.mode CertManager needs spec.tls.certManager.issuerRef")),
+        "{errs:?}"
+    );
+    let complete = cluster(json!({"tls": {"mode": "Secret",
+        "secret": {"name": "certs", "operatorClientSecretName": "op"}}}));
+    assert_eq!(messages(&complete, None), Vec::<String>::new());
 }

@@ -94,6 +94,7 @@ fn bad_examples_are_rejected_with_the_expected_message() {
             // ...and the operator refuses the same spec on its own.
             let cluster: RaftCluster = serde_json::from_value(value).expect("deserializes");
             let refused = kuberaft_operator::replica_config::timing(&cluster).is_err()
+                || cluster.spec.tls.problem().is_some()
                 || kuberaft_operator::builders::pdb::pdb(
                     &cluster_with_keys(cluster.clone()),
                     &kuberaft_operator::names::Names::new("x", "default"),

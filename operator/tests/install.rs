@@ -21,6 +21,7 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -197,6 +198,7 @@ fn check_types(docs: &[Value]) {
             "Service" => typed::<Service>(d),
             "ConfigMap" => typed::<ConfigMap>(d),
             "PodDisruptionBudget" => typed::<PodDisruptionBudget>(d),
+            "NetworkPolicy" => typed::<NetworkPolicy>(d),
             "ServiceMonitor" => check_service_monitor(d),
             "PrometheusRule" => check_prometheus_rule(d),
             other => panic!("the chart renders a {other}, which this test does not check"),
@@ -283,26 +285,136 @@ fn default_values_render_valid_objects_with_least_privilege_and_no_monitoring_ob
         "Deployment",
         "Service",
         "PodDisruptionBudget",
+        "NetworkPolicy",
     ] {
         assert!(kinds_seen.contains(&k), "no {k} in {kinds_seen:?}");
     }
     for k in ["ServiceMonitor", "PrometheusRule", "ConfigMap"] {
         assert!(!kinds_seen.contains(&k), "{k} must be opt-in");
     }
-    // No rule reaches Secrets, and no rule grants everything.
+    // No rule grants everything; Secrets are never listed or watched.
     for role in kinds(&docs, "ClusterRole")
         .iter()
         .chain(kinds(&docs, "Role").iter())
     {
         for rule in role["rules"].as_array().expect("rules") {
             let text = rule.to_string();
-            assert!(
-                !text.contains("secrets"),
-                "RBAC must not reach Secrets: {text}"
-            );
             assert!(!text.contains("\"*\""), "no wildcard in RBAC: {text}");
+            if text.contains("secrets") {
+                assert_eq!(rule["verbs"], json!(["get", "create", "patch"]), "{text}");
+            }
         }
     }
+}
+
+/// The rules the operator's code needs (operator/src/rbac.rs) as the
+/// manifests spell them.
+fn rules_json(rules: &[kuberaft_operator::rbac::Rule]) -> Value {
+    Value::Array(
+        rules
+            .iter()
+            .map(|(group, resources, verbs)| {
+                json!({"apiGroups": [group], "resources": resources, "verbs": verbs})
+            })
+            .collect(),
+    )
+}
+
+#[test]
+fn rbac_in_the_chart_and_deploy_is_exactly_what_the_operator_uses() {
+    let chart = render(&[]);
+    let plain = documents(
+        &read(&workspace().join("deploy/operator.yaml")),
+        "deploy/operator.yaml",
+    );
+    let want = rules_json(kuberaft_operator::rbac::CLUSTER_RULES);
+    let lease = rules_json(&[kuberaft_operator::rbac::LEASE_RULE]);
+    for (what, docs) in [("the chart", &chart), ("deploy/operator.yaml", &plain)] {
+        assert_eq!(
+            find(docs, "ClusterRole", RELEASE)["rules"],
+            want,
+            "{what}: the ClusterRole must grant exactly operator/src/rbac.rs CLUSTER_RULES"
+        );
+        assert_eq!(
+            find(docs, "Role", &format!("{RELEASE}-leader-election"))["rules"],
+            lease,
+            "{what}: the leader-election Role must grant exactly LEASE_RULE"
+        );
+    }
+}
+
+#[test]
+fn the_operator_pods_are_hardened_and_fenced_by_a_network_policy() {
+    let chart = render(&[]);
+    let plain = documents(
+        &read(&workspace().join("deploy/operator.yaml")),
+        "deploy/operator.yaml",
+    );
+    for (what, docs) in [("the chart", &chart), ("deploy/operator.yaml", &plain)] {
+        let pod = &find(docs, "Deployment", RELEASE)["spec"]["template"]["spec"];
+        let psc = &pod["securityContext"];
+        assert_eq!(psc["runAsNonRoot"], true, "{what}");
+        assert_eq!(psc["runAsUser"], 65532, "{what}");
+        assert_eq!(psc["runAsGroup"], 65532, "{what}");
+        assert_eq!(psc["seccompProfile"]["type"], "RuntimeDefault", "{what}");
+        let sc = &pod["containers"][0]["securityContext"];
+        assert_eq!(sc["readOnlyRootFilesystem"], true, "{what}");
+        assert_eq!(sc["allowPrivilegeEscalation"], false, "{what}");
+        assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]), "{what}");
+        assert!(
+            sc["privileged"].is_null() && sc["capabilities"]["add"].is_null(),
+            "{what}"
+        );
+
+        let np = find(docs, "NetworkPolicy", RELEASE);
+        let spec = &np["spec"];
+        assert_eq!(spec["policyTypes"], json!(["Ingress", "Egress"]), "{what}");
+        assert_eq!(
+            spec["podSelector"]["matchLabels"]["app.kubernetes.io/name"], "kuberaft-operator",
+            "{what}: selects the operator pods"
+        );
+        let ingress = spec["ingress"].as_array().expect("ingress");
+        assert_eq!(ingress.len(), 1, "{what}: only the metrics port");
+        assert_eq!(
+            ingress[0]["ports"],
+            json!([{"port": 8080, "protocol": "TCP"}])
+        );
+        let egress = spec["egress"].as_array().expect("egress");
+        assert_eq!(egress.len(), 3, "{what}: API server, replicas, DNS");
+        assert_eq!(
+            egress[0]["ports"],
+            json!([{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}])
+        );
+        assert_eq!(
+            egress[1]["ports"],
+            json!([{"port": 7400, "protocol": "TCP"}])
+        );
+        assert_eq!(
+            egress[1]["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"], "kuberaft",
+            "{what}: the replicas' pods"
+        );
+        assert_eq!(
+            egress[2]["ports"],
+            json!([{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}])
+        );
+    }
+    let chart_np = &find(&chart, "NetworkPolicy", RELEASE)["spec"];
+    let plain_np = &find(&plain, "NetworkPolicy", RELEASE)["spec"];
+    assert_eq!(chart_np["ingress"], plain_np["ingress"]);
+    assert_eq!(chart_np["egress"], plain_np["egress"]);
+
+    let off = render(&["networkPolicy: {enabled: false}"]);
+    assert!(kinds(&off, "NetworkPolicy").is_empty());
+    let fenced = render(&[
+        "networkPolicy:\n  metricsFrom: [{namespaceSelector: {matchLabels: {team: obs}}}]\n  apiServerTo: [{ipBlock: {cidr: 10.0.0.1/32}}]",
+    ]);
+    check_types(&fenced);
+    let spec = &find(&fenced, "NetworkPolicy", RELEASE)["spec"];
+    assert_eq!(
+        spec["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]["team"],
+        "obs"
+    );
+    assert_eq!(spec["egress"][0]["to"][0]["ipBlock"]["cidr"], "10.0.0.1/32");
 }
 
 #[test]
@@ -584,6 +696,9 @@ fn values_schema_accepts_the_defaults_and_the_examples_and_rejects_bad_values() 
         "resources: {requests: {cpu: lots}}",
         "metrics: {port: 80}",
         "leaderElection: {leaseName: Not_A_Name}",
+        "networkPolicy: {enabled: yes please}",
+        "networkPolicy: {apiServerPorts: []}",
+        "networkPolicy: {apiServerPorts: [70000]}",
     ] {
         let mut merged = defaults.clone();
         merge(&mut merged, &yaml(bad, bad));

@@ -14,7 +14,7 @@
 //! --workspace`; otherwise `cargo build --release -p kuberaft-replica`).
 
 use kuberaft::client::{Client, ClientOptions};
-use kuberaft_operator::admin::{GrpcAdmin, ReplicaAdmin};
+use kuberaft_operator::admin::{AdminEndpoint, GrpcAdmin, ReplicaAdmin};
 use kuberaft_operator::crd::{RaftCluster, RaftClusterSpec};
 use kuberaft_operator::membership::{
     self, ClusterView, Directory, Observed, PodView, ReplicaView, Step,
@@ -66,8 +66,8 @@ fn endpoint(ordinal: u32) -> String {
 struct Loopback;
 
 impl Directory for Loopback {
-    fn admin_endpoint(&self, ordinal: u32) -> String {
-        endpoint(ordinal)
+    fn admin_endpoint(&self, ordinal: u32) -> AdminEndpoint {
+        AdminEndpoint::plain(endpoint(ordinal))
     }
     fn member(&self, ordinal: u32) -> pb::Member {
         pb::Member {
@@ -235,7 +235,11 @@ impl Sim {
             if let Ok(Some(status)) = p.child.try_wait() {
                 panic!("replica {o} exited with {status}; see its log in the temp dir");
             }
-            let status = self.admin.status(&endpoint(o)).await.ok();
+            let status = self
+                .admin
+                .status(&AdminEndpoint::plain(endpoint(o)))
+                .await
+                .ok();
             replicas.insert(
                 o,
                 ReplicaView {

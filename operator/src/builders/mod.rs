@@ -3,6 +3,7 @@
 //! the reconciler applies what they return with server-side apply.
 
 pub mod config_map;
+pub mod network_policy;
 pub mod pdb;
 pub mod service_monitor;
 pub mod services;
@@ -14,6 +15,22 @@ use crate::names::Names;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
 use kube::ResourceExt;
+
+/// What speaks TLS, as the reconciler decided: the spec for a new
+/// cluster, what the replicas already do for a running one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Transport {
+    /// The Secret with the replicas' certificates; `None`: plain gRPC.
+    pub tls_secret: Option<String>,
+    /// The HTTP port serves TLS too.
+    pub metrics_tls: bool,
+}
+
+impl Transport {
+    pub fn grpc_tls(&self) -> bool {
+        self.tls_secret.is_some()
+    }
+}
 
 /// The names of a cluster's objects (name and namespace must be set).
 pub fn names(cluster: &RaftCluster) -> Result<Names> {

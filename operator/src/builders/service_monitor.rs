@@ -2,7 +2,7 @@
 //! built as a dynamic object: its CRD may not exist, and the operator must
 //! not depend on its types.
 
-use super::child_meta;
+use super::{Transport, child_meta};
 use crate::crd::RaftCluster;
 use crate::error::{Error, Result};
 use crate::names::Names;
@@ -19,13 +19,28 @@ pub fn api_resource() -> ApiResource {
 /// Scrapes `/metrics` of every replica through the peer Service (which
 /// lists every pod, ready or not: a replica that is not ready is the one
 /// whose metrics matter most).
-pub fn service_monitor(cluster: &RaftCluster, names: &Names) -> Result<DynamicObject> {
+///
+/// With `transport.metrics_tls` it scrapes HTTPS, verifying the replicas
+/// against the cluster's CA bundle under the peer Service's name (every
+/// replica certificate carries it).
+pub fn service_monitor(
+    cluster: &RaftCluster,
+    names: &Names,
+    transport: &Transport,
+) -> Result<DynamicObject> {
     let mut meta = child_meta(cluster, names.service_monitor())?;
     let monitoring = &cluster.spec.monitoring;
     if let Some(labels) = meta.labels.as_mut() {
         labels.extend(monitoring.labels.clone());
     }
     let mut endpoint = serde_json::json!({"port": "metrics", "path": "/metrics", "scheme": "http"});
+    if let (true, Some(secret)) = (transport.metrics_tls, &transport.tls_secret) {
+        endpoint["scheme"] = "https".into();
+        endpoint["tlsConfig"] = serde_json::json!({
+            "ca": {"secret": {"name": secret, "key": crate::names::TLS_CA_KEY}},
+            "serverName": format!("{}.{}.svc", names.peer_service(), names.namespace),
+        });
+    }
     if let Some(interval) = &monitoring.interval {
         endpoint["interval"] = serde_json::Value::String(interval.clone());
     }

@@ -12,6 +12,7 @@ use crate::crd::RaftCluster;
 use crate::error::Result;
 use crate::names::{
     CONFIG_DIR, CONFIG_FILE, CONFIG_HASH_ANNOTATION, DATA_DIR, GRPC_PORT, METRICS_PORT, Names,
+    TLS_CA_KEY, TLS_DIR,
 };
 use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
@@ -21,9 +22,9 @@ use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
     EnvVar, EnvVarSource, HTTPGetAction, Lifecycle, LifecycleHandler, ObjectFieldSelector,
     PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext,
-    SleepAction, TopologySpreadConstraint, Volume, VolumeMount, VolumeResourceRequirements,
-    WeightedPodAffinityTerm,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretVolumeSource,
+    SecurityContext, SleepAction, TopologySpreadConstraint, Volume, VolumeMount,
+    VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -31,6 +32,15 @@ use std::collections::BTreeMap;
 
 /// The user the replica runs as (no root, no privilege).
 pub const RUN_AS_USER: i64 = 65532;
+
+/// How the replicas serve TLS (see the replica's TLS configuration).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodTls {
+    /// The Secret mounted at [`TLS_DIR`]: `ca.crt`, `<pod>.crt`, `<pod>.key`.
+    pub secret: String,
+    pub client_cert_auth: bool,
+    pub metrics: bool,
+}
 
 /// What the StatefulSet builder needs besides the spec.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,6 +51,70 @@ pub struct StatefulSetParams {
     pub config_hash: String,
     /// The grace period: long enough for a leader to hand over and flush.
     pub termination_grace_seconds: i64,
+    /// `None`: plain gRPC (only for clusters created without TLS).
+    pub tls: Option<PodTls>,
+}
+
+/// The environment variable that says whether a StatefulSet's replicas
+/// serve TLS (how the reconciler tells a running cluster's mode).
+pub const TLS_CA_ENV: &str = "RAFT_TLS_CA";
+
+/// Whether a StatefulSet (as built here) runs its replicas with TLS.
+pub fn runs_tls(statefulset: &StatefulSet) -> bool {
+    statefulset
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|p| p.containers.iter().find(|c| c.name == "raft"))
+        .and_then(|c| c.env.as_ref())
+        .is_some_and(|env| env.iter().any(|e| e.name == TLS_CA_ENV))
+}
+
+fn field_env(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.to_string(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+fn value_env(name: &str, value: String) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value: Some(value),
+        ..EnvVar::default()
+    }
+}
+
+/// `RAFT_NAME` from the pod name, and with TLS the certificate files of
+/// this pod (`$(POD_NAME)` is expanded by the kubelet).
+fn env(tls: Option<&PodTls>) -> Vec<EnvVar> {
+    let mut env = vec![field_env("RAFT_NAME", "metadata.name")];
+    if let Some(tls) = tls {
+        env.push(field_env("POD_NAME", "metadata.name"));
+        env.push(value_env(
+            "RAFT_TLS_CERT",
+            format!("{TLS_DIR}/$(POD_NAME).crt"),
+        ));
+        env.push(value_env(
+            "RAFT_TLS_KEY",
+            format!("{TLS_DIR}/$(POD_NAME).key"),
+        ));
+        env.push(value_env(TLS_CA_ENV, format!("{TLS_DIR}/{TLS_CA_KEY}")));
+        if tls.client_cert_auth {
+            env.push(value_env("RAFT_TLS_CLIENT_CERT_AUTH", "true".to_string()));
+        }
+        if tls.metrics {
+            env.push(value_env("RAFT_TLS_METRICS", "true".to_string()));
+        }
+    }
+    env
 }
 
 fn default_affinity(names: &Names) -> Affinity {
@@ -78,11 +152,13 @@ fn default_spread(names: &Names) -> Vec<TopologySpreadConstraint> {
     }]
 }
 
-fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
+fn http_probe(path: &str, period: i32, failures: i32, https: bool) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.to_string()),
             port: IntOrString::String("metrics".to_string()),
+            // The kubelet does not verify the certificate of an HTTPS probe.
+            scheme: https.then(|| "HTTPS".to_string()),
             ..HTTPGetAction::default()
         }),
         period_seconds: Some(period),
@@ -92,8 +168,35 @@ fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
     }
 }
 
-fn container(cluster: &RaftCluster) -> Container {
+fn container(cluster: &RaftCluster, tls: Option<&PodTls>) -> Container {
     let spec = &cluster.spec;
+    let https = tls.is_some_and(|t| t.metrics);
+    let mut mounts = vec![
+        VolumeMount {
+            name: "data".to_string(),
+            mount_path: DATA_DIR.to_string(),
+            ..VolumeMount::default()
+        },
+        VolumeMount {
+            name: "config".to_string(),
+            mount_path: CONFIG_DIR.to_string(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        },
+        VolumeMount {
+            name: "tmp".to_string(),
+            mount_path: "/tmp".to_string(),
+            ..VolumeMount::default()
+        },
+    ];
+    if tls.is_some() {
+        mounts.push(VolumeMount {
+            name: "tls".to_string(),
+            mount_path: TLS_DIR.to_string(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    }
     Container {
         name: "raft".to_string(),
         image: Some(format!("{}:{}", spec.image, spec.version)),
@@ -103,17 +206,7 @@ fn container(cluster: &RaftCluster) -> Container {
             "-c".to_string(),
             format!("{CONFIG_DIR}/{CONFIG_FILE}"),
         ]),
-        env: Some(vec![EnvVar {
-            name: "RAFT_NAME".to_string(),
-            value_from: Some(EnvVarSource {
-                field_ref: Some(ObjectFieldSelector {
-                    field_path: "metadata.name".to_string(),
-                    ..ObjectFieldSelector::default()
-                }),
-                ..EnvVarSource::default()
-            }),
-            ..EnvVar::default()
-        }]),
+        env: Some(env(tls)),
         ports: Some(vec![
             ContainerPort {
                 name: Some("grpc".to_string()),
@@ -131,9 +224,9 @@ fn container(cluster: &RaftCluster) -> Container {
         resources: spec.resources.clone(),
         // Log replay on a large volume can take a while: the startup probe
         // gives it five minutes before liveness applies.
-        startup_probe: Some(http_probe("/healthz", 5, 60)),
-        liveness_probe: Some(http_probe("/healthz", 10, 3)),
-        readiness_probe: Some(http_probe("/readyz", 5, 2)),
+        startup_probe: Some(http_probe("/healthz", 5, 60, https)),
+        liveness_probe: Some(http_probe("/healthz", 10, 3, https)),
+        readiness_probe: Some(http_probe("/readyz", 5, 2, https)),
         // Let endpoints drop the pod before the replica stops answering;
         // on SIGTERM the replica itself hands its leaderships over.
         lifecycle: Some(Lifecycle {
@@ -155,26 +248,40 @@ fn container(cluster: &RaftCluster) -> Container {
             }),
             ..SecurityContext::default()
         }),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: "data".to_string(),
-                mount_path: DATA_DIR.to_string(),
-                ..VolumeMount::default()
-            },
-            VolumeMount {
-                name: "config".to_string(),
-                mount_path: CONFIG_DIR.to_string(),
-                read_only: Some(true),
-                ..VolumeMount::default()
-            },
-            VolumeMount {
-                name: "tmp".to_string(),
-                mount_path: "/tmp".to_string(),
-                ..VolumeMount::default()
-            },
-        ]),
+        volume_mounts: Some(mounts),
         ..Container::default()
     }
+}
+
+fn volumes(names: &Names, tls: Option<&PodTls>) -> Vec<Volume> {
+    let mut volumes = vec![
+        Volume {
+            name: "config".to_string(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: names.config_map(),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        Volume {
+            name: "tmp".to_string(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        },
+    ];
+    if let Some(tls) = tls {
+        volumes.push(Volume {
+            name: "tls".to_string(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(tls.secret.clone()),
+                // Owner and group (fsGroup) read, nobody else.
+                default_mode: Some(0o440),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+    }
+    volumes
 }
 
 /// The StatefulSet of `params.replicas` replicas.
@@ -245,7 +352,7 @@ pub fn statefulset(
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
-                    containers: vec![container(cluster)],
+                    containers: vec![container(cluster, params.tls.as_ref())],
                     affinity: Some(
                         spec.affinity
                             .clone()
@@ -273,21 +380,7 @@ pub fn statefulset(
                         }),
                         ..PodSecurityContext::default()
                     }),
-                    volumes: Some(vec![
-                        Volume {
-                            name: "config".to_string(),
-                            config_map: Some(ConfigMapVolumeSource {
-                                name: names.config_map(),
-                                ..ConfigMapVolumeSource::default()
-                            }),
-                            ..Volume::default()
-                        },
-                        Volume {
-                            name: "tmp".to_string(),
-                            empty_dir: Some(EmptyDirVolumeSource::default()),
-                            ..Volume::default()
-                        },
-                    ]),
+                    volumes: Some(volumes(names, params.tls.as_ref())),
                     ..PodSpec::default()
                 }),
             },

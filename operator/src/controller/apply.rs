@@ -1,8 +1,10 @@
 //! Applying the owned objects with server-side apply, in dependency order:
 //! configuration and Services before the StatefulSet that uses them.
 
+use super::tls::{TlsCondition, TlsOutcome, reconcile_tls};
 use super::{Context, Observation, publish};
-use crate::builders::{self, statefulset::StatefulSetParams};
+use crate::builders::statefulset::{PodTls, StatefulSetParams};
+use crate::builders::{self};
 use crate::crd::RaftCluster;
 use crate::error::{Error, Result};
 use crate::membership::{ClusterView, Plan};
@@ -10,6 +12,7 @@ use crate::names::{FIELD_MANAGER, Names};
 use crate::replica_config::{InitialClusterState, ReplicaConfig};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::runtime::events::EventType;
@@ -54,6 +57,7 @@ fn grace_seconds(cluster: &RaftCluster) -> i64 {
         .max(30)
 }
 
+/// Applies every owned object; the TLS step's condition.
 pub async fn apply_children(
     ctx: &Context,
     cluster: &RaftCluster,
@@ -61,9 +65,14 @@ pub async fn apply_children(
     observation: &Observation,
     plan: &Plan,
     view: &ClusterView,
-) -> Result<()> {
+) -> Result<TlsCondition> {
     let client = ctx.client.clone();
     let ns = names.namespace.as_str();
+    // Certificates before the pods that mount them.
+    let TlsOutcome {
+        transport,
+        condition,
+    } = reconcile_tls(ctx, cluster, names, observation, plan.statefulset_replicas).await?;
     let state = if observation.observed.bootstrapped || view.available() {
         InitialClusterState::Existing
     } else {
@@ -77,9 +86,9 @@ pub async fn apply_children(
 
     let services: Api<Service> = Api::namespaced(client.clone(), ns);
     for service in [
-        builders::services::peer_service(cluster, names)?,
-        builders::services::client_service(cluster, names)?,
-        builders::services::leader_service(cluster, names)?,
+        builders::services::peer_service(cluster, names, &transport)?,
+        builders::services::client_service(cluster, names, &transport)?,
+        builders::services::leader_service(cluster, names, &transport)?,
     ] {
         let name = service.metadata.name.clone().unwrap_or_default();
         apply(&services, &name, &service).await?;
@@ -90,10 +99,23 @@ pub async fn apply_children(
         replicas: plan.statefulset_replicas,
         config_hash: config.restart_hash(),
         termination_grace_seconds: grace_seconds(cluster),
+        tls: transport.tls_secret.clone().map(|secret| PodTls {
+            secret,
+            client_cert_auth: cluster.spec.tls.client_cert_auth,
+            metrics: transport.metrics_tls,
+        }),
     };
     let statefulsets: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
     let statefulset = builders::statefulset::statefulset(cluster, names, &params)?;
     apply(&statefulsets, &names.statefulset(), &statefulset).await?;
+
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), ns);
+    if cluster.spec.network_policy.enabled {
+        let policy = builders::network_policy::network_policy(cluster, names)?;
+        apply(&policies, &names.network_policy(), &policy).await?;
+    } else {
+        delete_if_present(&policies, &names.network_policy()).await?;
+    }
 
     let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
     if cluster.spec.pod_disruption_budget.enabled {
@@ -112,13 +134,13 @@ pub async fn apply_children(
     let monitors: Api<DynamicObject> =
         Api::namespaced_with(client, ns, &builders::service_monitor::api_resource());
     let result = if cluster.spec.monitoring.service_monitor {
-        let monitor = builders::service_monitor::service_monitor(cluster, names)?;
+        let monitor = builders::service_monitor::service_monitor(cluster, names, &transport)?;
         apply(&monitors, &names.service_monitor(), &monitor).await
     } else {
         delete_if_present(&monitors, &names.service_monitor()).await
     };
     match result {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(condition),
         // No ServiceMonitor CRD: nothing to apply or delete.
         Err(Error::Kube(kube::Error::Api(e))) if e.code == 404 => {
             if cluster.spec.monitoring.service_monitor {
@@ -133,7 +155,7 @@ pub async fn apply_children(
                 )
                 .await;
             }
-            Ok(())
+            Ok(condition)
         }
         Err(e) => Err(e),
     }

@@ -6,6 +6,7 @@
 
 use super::Context;
 use super::labels::label_leader;
+use crate::admin::AdminEndpoint;
 use crate::names::{Names, ordinal};
 use futures::Stream;
 use k8s_openapi::api::core::v1::Pod;
@@ -19,7 +20,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 struct Watch {
-    endpoints: Arc<Mutex<Vec<String>>>,
+    endpoints: Arc<Mutex<Vec<AdminEndpoint>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -62,7 +63,7 @@ impl Watches {
 
     /// Starts the cluster's watcher if needed and gives it the replicas to
     /// try.
-    pub fn ensure(&self, ctx: &Context, names: &Names, endpoints: Vec<String>) {
+    pub fn ensure(&self, ctx: &Context, names: &Names, endpoints: Vec<AdminEndpoint>) {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         let key = key(names);
         if let Some(watch) = running.get(&key)
@@ -128,7 +129,7 @@ async fn relabel(client: &Client, names: &Names, leader: Option<u32>) -> kube::R
 async fn watch_cluster(
     client: Client,
     names: Names,
-    endpoints: Arc<Mutex<Vec<String>>>,
+    endpoints: Arc<Mutex<Vec<AdminEndpoint>>>,
     trigger: mpsc::UnboundedSender<()>,
 ) {
     let mut next = 0usize;
@@ -144,9 +145,9 @@ async fn watch_cluster(
             continue;
         };
         let stream = async {
-            let channel = tonic::transport::Endpoint::from_shared(format!("http://{endpoint}"))
+            let channel = endpoint
+                .endpoint(Duration::from_secs(2))
                 .ok()?
-                .connect_timeout(Duration::from_secs(2))
                 .connect()
                 .await
                 .ok()?;

@@ -12,8 +12,9 @@ pub mod labels;
 pub mod leader_watch;
 mod observe;
 pub mod status;
+pub mod tls;
 
-use crate::admin::ReplicaAdmin;
+use crate::admin::{AdminEndpoint, AdminTls, ReplicaAdmin};
 use crate::builders;
 use crate::crd::RaftCluster;
 use crate::error::{Error, Result};
@@ -77,18 +78,27 @@ impl Context {
 }
 
 /// Pods as the operator reaches them: the admin API at the pod IP (no DNS
-/// on the hot path), members by their stable DNS names.
+/// on the hot path), members by their stable DNS names. With TLS the
+/// replica's certificate is checked under its peer DNS name.
 pub struct PodDirectory {
     pub names: Names,
     pub ips: BTreeMap<u32, String>,
+    pub tls: Option<Arc<AdminTls>>,
 }
 
 impl Directory for PodDirectory {
-    fn admin_endpoint(&self, ordinal: u32) -> String {
-        match self.ips.get(&ordinal) {
+    fn admin_endpoint(&self, ordinal: u32) -> AdminEndpoint {
+        let address = match self.ips.get(&ordinal) {
             Some(ip) if ip.contains(':') => format!("[{ip}]:{GRPC_PORT}"),
             Some(ip) => format!("{ip}:{GRPC_PORT}"),
             None => format!("{}:{GRPC_PORT}", self.names.pod_domain(ordinal)),
+        };
+        AdminEndpoint {
+            address,
+            tls: self
+                .tls
+                .clone()
+                .map(|tls| (self.names.pod_domain(ordinal), tls)),
         }
     }
 
@@ -194,7 +204,8 @@ pub async fn reconcile(cluster: Arc<RaftCluster>, ctx: Arc<Context>) -> Result<A
         return Ok(Action::await_change());
     }
 
-    let observation = observe::observe(&ctx, &cluster, &names).await?;
+    let admin_tls = tls::credentials(&ctx, &cluster, &names).await?;
+    let observation = observe::observe(&ctx, &cluster, &names, admin_tls).await?;
     let plan = membership::plan(&observation.observed);
     let view = ClusterView::build(&observation.observed);
     let was_available = cluster
@@ -216,6 +227,7 @@ pub async fn reconcile(cluster: Arc<RaftCluster>, ctx: Arc<Context>) -> Result<A
     }
 
     let paused = cluster.spec.paused;
+    let mut tls_condition = None;
     let requeue = if paused {
         if !was_paused {
             publish(
@@ -242,7 +254,8 @@ pub async fn reconcile(cluster: Arc<RaftCluster>, ctx: Arc<Context>) -> Result<A
         .await;
         PAUSED_REQUEUE
     } else {
-        apply::apply_children(&ctx, &cluster, &names, &observation, &plan, &view).await?;
+        tls_condition =
+            Some(apply::apply_children(&ctx, &cluster, &names, &observation, &plan, &view).await?);
         labels::label_leader(
             &ctx.client,
             &names,
@@ -251,7 +264,8 @@ pub async fn reconcile(cluster: Arc<RaftCluster>, ctx: Arc<Context>) -> Result<A
         )
         .await?;
         if ctx.watch_leaders {
-            ctx.watches.ensure(&ctx, &names, observation.endpoints());
+            ctx.watches
+                .ensure(&ctx, &names, observation.endpoints(&names));
         }
         let mut requeue = execute(&ctx, &cluster, &names, &observation, &plan.step, &view).await?;
         if requeue == IDLE_REQUEUE && plan.progress.is_some() {
@@ -270,6 +284,7 @@ pub async fn reconcile(cluster: Arc<RaftCluster>, ctx: Arc<Context>) -> Result<A
         view: &view,
         plan: &plan,
         problem,
+        tls: tls_condition,
         now: Time(jiff_now()),
     });
     let available = view.available();

@@ -3,6 +3,7 @@
 //! timeout each (a replica that does not answer is simply unreachable).
 
 use super::{Context, PodDirectory};
+use crate::admin::{AdminEndpoint, AdminTls};
 use crate::crd::RaftCluster;
 use crate::error::Result;
 use crate::membership::{Directory, Observed, PodView, ReplicaView};
@@ -11,6 +12,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// The label the StatefulSet controller puts on each pod.
 const REVISION_LABEL: &str = "controller-revision-hash";
@@ -23,6 +25,8 @@ pub struct Observation {
     pub pods: BTreeMap<u32, Pod>,
     /// Pod IPs by ordinal.
     pub ips: BTreeMap<u32, String>,
+    /// The operator's TLS credentials towards this cluster.
+    pub tls: Option<Arc<AdminTls>>,
 }
 
 impl Observation {
@@ -30,15 +34,13 @@ impl Observation {
         PodDirectory {
             names: names.clone(),
             ips: self.ips.clone(),
+            tls: self.tls.clone(),
         }
     }
 
     /// Admin endpoints of the replicas that answered.
-    pub fn endpoints(&self) -> Vec<String> {
-        let directory = PodDirectory {
-            names: Names::new("", ""),
-            ips: self.ips.clone(),
-        };
+    pub fn endpoints(&self, names: &Names) -> Vec<AdminEndpoint> {
+        let directory = self.directory(names);
         self.observed
             .replicas
             .iter()
@@ -71,7 +73,12 @@ fn pod_view(pod: &Pod, update_revision: Option<&str>) -> PodView {
     }
 }
 
-pub async fn observe(ctx: &Context, cluster: &RaftCluster, names: &Names) -> Result<Observation> {
+pub async fn observe(
+    ctx: &Context,
+    cluster: &RaftCluster,
+    names: &Names,
+    tls: Option<Arc<AdminTls>>,
+) -> Result<Observation> {
     let statefulsets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &names.namespace);
     let statefulset = statefulsets.get_opt(&names.statefulset()).await?;
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &names.namespace);
@@ -103,6 +110,7 @@ pub async fn observe(ctx: &Context, cluster: &RaftCluster, names: &Names) -> Res
     let directory = PodDirectory {
         names: names.clone(),
         ips: ips.clone(),
+        tls: tls.clone(),
     };
     let asks = ips.keys().map(|&ordinal| {
         let endpoint = directory.admin_endpoint(ordinal);
@@ -155,5 +163,6 @@ pub async fn observe(ctx: &Context, cluster: &RaftCluster, names: &Names) -> Res
         statefulset,
         pods,
         ips,
+        tls,
     })
 }

@@ -12,6 +12,7 @@ pub const AVAILABLE: &str = "Available";
 pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
 pub const PAUSED: &str = "ReconciliationPaused";
+pub const TLS_READY: &str = "TLSReady";
 
 /// Everything the status is made of.
 pub struct StatusInput<'a> {
@@ -22,6 +23,9 @@ pub struct StatusInput<'a> {
     pub plan: &'a Plan,
     /// A problem outside the plan (e.g. an invalid spec).
     pub problem: Option<(&'static str, String)>,
+    /// The TLS step's verdict; `None` when it did not run (paused, or the
+    /// spec was refused): the previous condition stays.
+    pub tls: Option<super::tls::TlsCondition>,
     pub now: Time,
 }
 
@@ -77,6 +81,7 @@ pub fn build(input: &StatusInput<'_>) -> RaftClusterStatus {
         view,
         plan,
         problem,
+        tls,
         now,
     } = input;
     let previous = cluster.status.clone().unwrap_or_default();
@@ -229,6 +234,19 @@ pub fn build(input: &StatusInput<'_>) -> RaftClusterStatus {
             now,
         )
     });
+
+    match tls {
+        Some(t) => conditions.push(condition(
+            prev,
+            TLS_READY,
+            t.ready,
+            t.reason,
+            t.message.clone(),
+            generation,
+            now,
+        )),
+        None => conditions.extend(prev.iter().find(|c| c.type_ == TLS_READY).cloned()),
+    }
 
     RaftClusterStatus {
         observed_generation: generation,

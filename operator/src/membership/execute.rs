@@ -3,15 +3,15 @@
 
 use super::plan::Step;
 use super::view::ClusterView;
-use crate::admin::{AdminError, ReplicaAdmin};
+use crate::admin::{AdminEndpoint, AdminError, ReplicaAdmin};
 use crate::names::node_id;
 use kuberaft_proto::admin as pb;
 
 /// Where each replica is reached: the operator uses pod IPs and DNS names,
 /// the real-replica tests loopback addresses.
 pub trait Directory: Send + Sync {
-    /// `host:port` of the replica's admin (gRPC) listener.
-    fn admin_endpoint(&self, ordinal: u32) -> String;
+    /// The replica's admin (gRPC) listener, and how to speak to it.
+    fn admin_endpoint(&self, ordinal: u32) -> AdminEndpoint;
     /// The replica as a member of the Raft configuration: id, name, and the
     /// stable addresses every other replica should dial.
     fn member(&self, ordinal: u32) -> pb::Member;
