@@ -148,7 +148,11 @@ fn seven_nodes_two_groups() {
 /// leaders of alternating terms, each cut off with a minority or crashed
 /// right after its election, leave logs that disagree in their tails. A
 /// core that committed an entry of an earlier term by counting its
-/// replicas would fail here: committed entries get overwritten.
+/// replicas would fail here: committed entries get overwritten. (Checked
+/// by mutating `Raft::maybe_commit` so: 12 of the 150 default seeds of
+/// `figure8_three_nodes` fail (the first is seed 1) and 1 of the 100 of
+/// `figure8_five_nodes` (seed 69), as does `scenarios/figure8_commit_rule.txt`;
+/// none of the 1,000 random seeds above do.)
 #[test]
 fn figure8_three_nodes() {
     run_with("figure8_three_nodes", 3, 1, 150, Chaos::Figure8);
