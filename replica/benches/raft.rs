@@ -23,17 +23,38 @@ const BATCH: u64 = 2_000;
 fn idle_traffic() {
     let seconds = 30;
     let count = |groups| {
-        sim::measure::idle_envelopes_per_second(3, groups, seconds)
+        sim::measure::idle_census(3, groups, seconds)
             .unwrap_or_else(|e| panic!("idle cluster with {groups} groups: {e}"))
     };
-    let one = count(1);
-    let many = count(256);
+    let (one, one_census) = count(1);
+    let (many, many_census) = count(256);
     println!(
         "idle 3-node cluster, {seconds} s simulated, tick {} ms: {one:.1} envelopes/s with 1 group, \
          {many:.1} envelopes/s with 256 groups, ratio {:.3}",
         sim::TICK_MS,
         many / one
     );
+    for (groups, census) in [(1, &one_census), (256, &many_census)] {
+        let per_second = |n: u64| n as f64 / seconds as f64;
+        let envelopes: Vec<String> = census
+            .envelopes
+            .iter()
+            .map(|(kinds, n)| format!("[{}] {:.1}/s", kinds.join("+"), per_second(*n)))
+            .collect();
+        let messages: Vec<String> = census
+            .messages
+            .iter()
+            .map(|(kind, n)| format!("{kind} {:.1}/s", per_second(*n)))
+            .collect();
+        println!(
+            "  {groups} group(s): envelopes holding {}",
+            envelopes.join(", ")
+        );
+        println!(
+            "  {groups} group(s): messages inside: {}",
+            messages.join(", ")
+        );
+    }
 }
 
 fn proposals(c: &mut Criterion) {

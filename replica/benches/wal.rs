@@ -11,7 +11,10 @@
 //! `cargo bench -p kuberaft-replica --bench wal`
 //! - `KUBERAFT_BENCH_DIR`: where to write (default: a fresh directory under
 //!   the current one; never tmpfs if the figures are to mean anything);
-//! - `KUBERAFT_BENCH_QUICK=1`: a smoke run of a few seconds.
+//! - `KUBERAFT_BENCH_QUICK=1`: a smoke run of a few seconds;
+//! - `KUBERAFT_BENCH_REPLAY_ONLY=N`: only the replay, N times, on a log kept
+//!   in `KUBERAFT_BENCH_DIR` (reused by later runs: compare two builds on
+//!   the same files).
 
 use bytes::Bytes;
 use kuberaft::raft::{Entry, GroupId, LogIndex, NodeId, Payload, Term};
@@ -292,17 +295,16 @@ struct Replay {
     warm: Duration,
 }
 
-/// Writes a log of `plan.replay` bytes (1 KiB entries, 64 groups), then
-/// times opening it: cold (page cache dropped) and warm.
-fn replay(root: &Path, plan: &Plan) -> Replay {
-    let dir = fresh(root, "replay");
-    let wal = Wal::open(&dir, identity(), WalOptions::default()).expect("open");
+/// Writes a log of `bytes` bytes (1 KiB entries, 64 groups) into `dir`;
+/// returns the bytes written and the number of entries.
+fn write_replay_log(dir: &Path, bytes: u64) -> (u64, u64) {
+    let wal = Wal::open(dir, identity(), WalOptions::default()).expect("open");
     let payload = command(1024, 3);
     let per_batch = 256u64;
     let mut next = vec![1u64; 64];
     let mut tickets = Vec::new();
     let mut entries = 0u64;
-    while wal.stats().bytes + (tickets.len() as u64) * per_batch * 1040 < plan.replay {
+    while wal.stats().bytes + (tickets.len() as u64) * per_batch * 1040 < bytes {
         let writes = (0..64)
             .map(|g| {
                 let from = next[g];
@@ -332,12 +334,15 @@ fn replay(root: &Path, plan: &Plan) -> Replay {
     for t in tickets {
         t.wait().expect("append");
     }
-    let bytes = wal.stats().bytes;
-    drop(wal);
+    (wal.stats().bytes, entries)
+}
 
-    evict(&dir);
+/// Times opening the log of `dir` (which holds `entries` entries): cold
+/// (page cache dropped) and warm.
+fn time_replay(dir: &Path, entries: u64) -> (Duration, Duration) {
+    evict(dir);
     let start = Instant::now();
-    let mut wal = Wal::open(&dir, identity(), WalOptions::default()).expect("reopen");
+    let mut wal = Wal::open(dir, identity(), WalOptions::default()).expect("reopen");
     let cold = start.elapsed();
     let recovered = wal.take_recovered();
     let got: u64 = recovered.values().map(|s| s.entries.len() as u64).sum();
@@ -346,15 +351,55 @@ fn replay(root: &Path, plan: &Plan) -> Replay {
     drop(wal);
 
     let start = Instant::now();
-    let wal = Wal::open(&dir, identity(), WalOptions::default()).expect("reopen");
+    let wal = Wal::open(dir, identity(), WalOptions::default()).expect("reopen");
     let warm = start.elapsed();
     drop(wal);
+    (cold, warm)
+}
+
+/// Writes a log of `plan.replay` bytes (1 KiB entries, 64 groups), then
+/// times opening it: cold (page cache dropped) and warm.
+fn replay(root: &Path, plan: &Plan) -> Replay {
+    let dir = fresh(root, "replay");
+    let (bytes, entries) = write_replay_log(&dir, plan.replay);
+    let (cold, warm) = time_replay(&dir, entries);
     let _ = fs::remove_dir_all(dir);
     Replay {
         bytes,
         entries,
         cold,
         warm,
+    }
+}
+
+/// `KUBERAFT_BENCH_REPLAY_ONLY=N`: only the replay measurement, N times, on
+/// a log kept under the bench directory (written by the first such run and
+/// reused by the next ones, so that two builds can be compared on the same
+/// files, alternately).
+fn replay_only(root: &Path, plan: &Plan, runs: usize) {
+    let dir = root.join(format!("replay-{}MiB", plan.replay >> 20));
+    let count_file = root.join(format!("replay-{}MiB.entries", plan.replay >> 20));
+    let entries = match fs::read_to_string(&count_file)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+    {
+        Some(n) if dir.is_dir() => n,
+        _ => {
+            let _ = fs::remove_dir_all(&dir);
+            let (_, entries) = write_replay_log(&dir, plan.replay);
+            fs::write(&count_file, entries.to_string()).expect("writing the entry count");
+            entries
+        }
+    };
+    for run in 1..=runs {
+        let load = load_average();
+        let (cold, warm) = time_replay(&dir, entries);
+        println!(
+            "replay run {run}: {} MiB, {entries} entries: {:.2} s from disk, {:.2} s from page cache (load average {load})",
+            plan.replay >> 20,
+            cold.as_secs_f64(),
+            warm.as_secs_f64()
+        );
     }
 }
 
@@ -388,6 +433,17 @@ fn main() {
         ),
     };
     fs::create_dir_all(&root).expect("creating the bench directory");
+    if let Ok(runs) = std::env::var("KUBERAFT_BENCH_REPLAY_ONLY") {
+        assert!(
+            !own_root,
+            "KUBERAFT_BENCH_REPLAY_ONLY keeps its log: set KUBERAFT_BENCH_DIR to where it should live"
+        );
+        let runs = runs.trim().parse().unwrap_or_else(|_| {
+            panic!("KUBERAFT_BENCH_REPLAY_ONLY={runs:?}: give the number of replays, e.g. 3")
+        });
+        replay_only(&root, &plan, runs);
+        return;
+    }
     println!(
         "write-ahead log benchmark{}",
         if plan.quick { " (quick mode)" } else { "" }

@@ -174,11 +174,39 @@ pub(crate) fn encode_snapshot_meta(buf: &mut Vec<u8>, meta: &SnapshotMeta) {
 pub(crate) struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// When the bytes are a shared buffer, commands are decoded as slices
+    /// of it instead of copies.
+    shared: Option<&'a Bytes>,
 }
 
 impl<'a> Reader<'a> {
     pub(crate) fn new(buf: &'a [u8]) -> Reader<'a> {
-        Reader { buf, pos: 0 }
+        Reader {
+            buf,
+            pos: 0,
+            shared: None,
+        }
+    }
+
+    /// A reader whose decoded commands share `buf`'s memory (no copy, no
+    /// allocation per command); they keep all of `buf` alive.
+    pub(crate) fn shared(buf: &'a Bytes) -> Reader<'a> {
+        Reader {
+            buf,
+            pos: 0,
+            shared: Some(buf),
+        }
+    }
+
+    /// The next `n` bytes as an owned buffer: a slice of the shared buffer,
+    /// or a copy.
+    fn owned_bytes(&mut self, n: usize, what: &str) -> DResult<Bytes> {
+        let start = self.pos;
+        let b = self.bytes(n, what)?;
+        Ok(match self.shared {
+            Some(shared) => shared.slice(start..start + n),
+            None => Bytes::copy_from_slice(b),
+        })
     }
 
     pub(crate) fn remaining(&self) -> usize {
@@ -321,9 +349,7 @@ fn decode_payload(r: &mut Reader<'_>) -> DResult<Payload> {
         0 => Ok(Payload::Empty),
         1 => {
             let n = r.u32("command length")? as usize;
-            Ok(Payload::Command(Bytes::copy_from_slice(
-                r.bytes(n, "command")?,
-            )))
+            Ok(Payload::Command(r.owned_bytes(n, "command")?))
         }
         2 => {
             let transition = match r.u8("conf change transition")? {

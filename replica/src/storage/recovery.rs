@@ -14,10 +14,11 @@
 use super::codec::{self, Op, Reader};
 use super::dir::{self, Identity};
 use super::error::{Result, StorageError};
-use super::segment::{self, Frame, HEADER_LEN, SegmentHeader};
+use super::segment::{self, FRAME_HEADER, Frame, HEADER_LEN, SegmentHeader};
 use super::tracker::{Placement, Tracker};
 use crate::raft::{GroupId, RecoveredState};
-use std::collections::BTreeMap;
+use bytes::Bytes;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, OpenOptions};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -95,21 +96,34 @@ pub(crate) fn list_segments(wal_dir: &Path, remove_tmp: bool) -> Result<Vec<(u64
     Ok(segs)
 }
 
+/// Segments whose reading the kernel is asked to start ahead of the one
+/// being read (`POSIX_FADV_WILLNEED`), so that the disk has several large
+/// reads queued instead of one read-ahead window at a time.
+const READ_AHEAD_SEGMENTS: usize = 2;
+
 /// Replays the log of `wal_dir`. With `repair`, a torn tail is cut off on
 /// disk (and stray temporary files removed); without, the files are only read.
 pub(crate) fn recover(wal_dir: &Path, id: &Identity, repair: bool) -> Result<Recovered> {
     let segs = list_segments(wal_dir, repair)?;
-    // Segments are read ahead on another thread while this one replays, so
-    // that replay takes about the longer of reading and decoding, not their
-    // sum. At most two segment buffers exist at a time; they are reused.
+    // Segments are read on another thread while this one replays, so that
+    // replay takes about the longer of reading and decoding, not their sum;
+    // the kernel reads the next segments meanwhile (see READ_AHEAD_SEGMENTS).
+    // One whole segment may wait in the channel.
     std::thread::scope(|scope| {
-        let (full_tx, full) = mpsc::sync_channel::<Result<Vec<u8>>>(0);
-        let (empty, empty_rx) = mpsc::channel::<Vec<u8>>();
+        let (full_tx, full) = mpsc::sync_channel::<Result<Bytes>>(1);
         let paths: Vec<PathBuf> = segs.iter().map(|(_, p)| p.clone()).collect();
         scope.spawn(move || {
-            for path in paths {
-                let mut buf = empty_rx.try_recv().unwrap_or_default();
-                let read = read_segment(&path, &mut buf).map(|()| buf);
+            let mut opened: VecDeque<Result<fs::File>> = VecDeque::new();
+            let mut next = 0;
+            for path in &paths {
+                while next < paths.len() && opened.len() <= READ_AHEAD_SEGMENTS {
+                    opened.push_back(open_segment(&paths[next]));
+                    next += 1;
+                }
+                let read = opened
+                    .pop_front()
+                    .unwrap_or_else(|| open_segment(path))
+                    .and_then(|f| read_segment(path, f));
                 let failed = read.is_err();
                 // A closed channel: replay stopped early (an error).
                 if full_tx.send(read).is_err() || failed {
@@ -117,7 +131,7 @@ pub(crate) fn recover(wal_dir: &Path, id: &Identity, repair: bool) -> Result<Rec
                 }
             }
         });
-        replay_segments(wal_dir, id, repair, &segs, full, empty)
+        replay_segments(wal_dir, id, repair, &segs, full)
     })
 }
 
@@ -132,44 +146,53 @@ pub(crate) fn replay_in_memory(id: &Identity, segments: Vec<(u64, Vec<u8>)>) -> 
         .collect();
     let (full_tx, full) = mpsc::channel();
     for (_, buf) in segments {
-        let _ = full_tx.send(Ok(buf));
+        let _ = full_tx.send(Ok(Bytes::from(buf)));
     }
     drop(full_tx);
-    let (empty, _returned) = mpsc::channel();
-    replay_segments(wal_dir, id, false, &segs, full, empty)
+    replay_segments(wal_dir, id, false, &segs, full)
 }
 
-/// Reads a whole segment into `buf`.
-fn read_segment(path: &Path, buf: &mut Vec<u8>) -> Result<()> {
-    buf.clear();
-    let mut f = fs::File::open(path).map_err(StorageError::io(path, "reading segment"))?;
+/// Opens a segment for reading and tells the kernel to read all of it,
+/// in order, soon.
+fn open_segment(path: &Path) -> Result<fs::File> {
+    let f = fs::File::open(path).map_err(StorageError::io(path, "reading segment"))?;
     #[cfg(target_os = "linux")]
     {
         use std::os::fd::AsRawFd;
-        // SAFETY: an advisory syscall on an open descriptor.
+        // SAFETY: advisory syscalls on an open descriptor.
         unsafe {
             libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_SEQUENTIAL);
+            libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED);
         }
     }
+    Ok(f)
+}
+
+/// Reads a whole segment into one buffer.
+fn read_segment(path: &Path, mut f: fs::File) -> Result<Bytes> {
     let len = f
         .metadata()
         .map_err(StorageError::io(path, "reading segment"))?
         .len();
-    buf.reserve(len as usize);
-    f.read_to_end(buf)
+    let mut buf = Vec::with_capacity(len as usize);
+    f.read_to_end(&mut buf)
         .map_err(StorageError::io(path, "reading segment"))?;
-    Ok(())
+    Ok(Bytes::from(buf))
 }
 
-/// Replays `segs`, whose contents arrive in order on `full`; buffers done
-/// with go back on `empty`.
+/// Replays `segs`, whose contents arrive in order on `full`.
+///
+/// The commands of entries recovered from a segment other than the last are
+/// slices of the segment's buffer (no copy, no allocation per entry), so a
+/// buffer lives as long as any of its entries; such segments are full. The
+/// last segment is usually mostly preallocated zeros: its commands are
+/// copied so that its buffer is freed at once.
 fn replay_segments(
     wal_dir: &Path,
     id: &Identity,
     repair: bool,
     segs: &[(u64, PathBuf)],
-    full: mpsc::Receiver<Result<Vec<u8>>>,
-    empty: mpsc::Sender<Vec<u8>>,
+    full: mpsc::Receiver<Result<Bytes>>,
 ) -> Result<Recovered> {
     let mut out = Recovered {
         groups: BTreeMap::new(),
@@ -220,7 +243,14 @@ fn replay_segments(
                             "the frame checksum is valid, so frames are missing or repeated".into(),
                         ));
                     }
-                    replay(&mut out, *seq, body).map_err(|reason| {
+                    let shared;
+                    let mut reader = if last {
+                        Reader::new(body)
+                    } else {
+                        shared = buf.slice(off + FRAME_HEADER..off + FRAME_HEADER + body.len());
+                        Reader::shared(&shared)
+                    };
+                    replay(&mut out, *seq, &mut reader).map_err(|reason| {
                         corrupt(
                             path,
                             off as u64,
@@ -296,7 +326,6 @@ fn replay_segments(
                 has_frames,
             });
         }
-        let _ = empty.send(buf);
     }
     Ok(out)
 }
@@ -351,11 +380,10 @@ fn check_header(path: &Path, buf: &[u8], seq: u64, id: &Identity) -> Result<Segm
     Ok(header)
 }
 
-/// Applies one frame's operations to the recovered state.
-fn replay(out: &mut Recovered, seg: u64, body: &[u8]) -> std::result::Result<(), String> {
-    let mut r = Reader::new(body);
+/// Applies one frame's operations (the body `r` reads) to the recovered state.
+fn replay(out: &mut Recovered, seg: u64, r: &mut Reader<'_>) -> std::result::Result<(), String> {
     while !r.is_empty() {
-        let op = codec::decode_op(&mut r).map_err(|e| e.to_string())?;
+        let op = codec::decode_op(r).map_err(|e| e.to_string())?;
         match op {
             Op::Entries { group, mut entries } => {
                 let (Some(first), Some(last)) = (entries.first(), entries.last()) else {

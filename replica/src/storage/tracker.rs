@@ -90,10 +90,16 @@ impl Tracker {
         let placement = place(meta.snapshot_index(), meta.last, first, last)?;
         if let Placement::Store { skip } = placement {
             let start = first.plus(skip as u64);
+            let truncates = start <= meta.last;
             meta.last = last;
-            for groups in self.live.values_mut() {
-                if let Some(m) = groups.get_mut(&g) {
-                    *m = (*m).min(start.prev());
+            // Only a conflict (entries replacing stored ones) lowers what
+            // older segments hold; a plain append, the common case during
+            // replay, leaves them alone.
+            if truncates {
+                for groups in self.live.values_mut() {
+                    if let Some(m) = groups.get_mut(&g) {
+                        *m = (*m).min(start.prev());
+                    }
                 }
             }
             self.live.entry(seg).or_default().insert(g, last);

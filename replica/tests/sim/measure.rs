@@ -2,7 +2,8 @@
 //! traffic) for the benchmark and for the idle-traffic test: elect leaders,
 //! commit proposals as fast as the cores go, count envelopes.
 
-use super::{Sim, SimConfig, Violation};
+use super::network::Census;
+use super::{Chaos, Sim, SimConfig, Violation};
 use kuberaft::raft::{GroupId, NodeId};
 
 /// A cluster of `nodes` nodes hosting `groups` groups, every node a voter
@@ -14,7 +15,7 @@ pub fn quiet(nodes: u64, groups: u64) -> Sim {
             nodes,
             groups,
             chaos_ms: u64::MAX,
-            faults: false,
+            chaos: Chaos::Quiet,
         },
         0,
     )
@@ -43,11 +44,19 @@ pub fn run_for(sim: &mut Sim, ms: u64) -> Result<(), Violation> {
 
 /// Envelopes sent per second of simulated time by an idle cluster.
 pub fn idle_envelopes_per_second(nodes: u64, groups: u64, seconds: u64) -> Result<f64, Violation> {
+    Ok(idle_census(nodes, groups, seconds)?.0)
+}
+
+/// Envelopes sent per second of simulated time by an idle cluster, and
+/// what they carried over the whole run.
+pub fn idle_census(nodes: u64, groups: u64, seconds: u64) -> Result<(f64, Census), Violation> {
     let mut sim = quiet(nodes, groups);
     elect(&mut sim)?;
     sim.net.envelopes_sent = 0;
+    sim.net.census = Some(Census::default());
     run_for(&mut sim, seconds * 1_000)?;
-    Ok(sim.net.envelopes_sent as f64 / seconds as f64)
+    let census = sim.net.census.take().unwrap_or_default();
+    Ok((sim.net.envelopes_sent as f64 / seconds as f64, census))
 }
 
 /// Proposes writes at every group's leader, keeping at most `window`

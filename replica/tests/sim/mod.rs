@@ -50,8 +50,22 @@ pub struct SimConfig {
     pub groups: u64,
     /// How long faults are injected before everything heals.
     pub chaos_ms: u64,
-    /// Inject faults and membership changes (off for benchmarks).
-    pub faults: bool,
+    /// What happens to the cluster until then.
+    pub chaos: Chaos,
+}
+
+/// The kind of history a run goes through before everything heals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Chaos {
+    /// A perfect network and no faults (benchmarks).
+    Quiet,
+    /// Random faults and operator work of every kind (see `schedule`).
+    Random,
+    /// Histories like Figure 8 of the Raft paper (see
+    /// `Sim::figure8_chaos`): every leader is cut off with a minority or
+    /// crashes shortly after its election, so leaders of different terms
+    /// alternate over logs that each hold entries the others lack.
+    Figure8,
 }
 
 /// What a finished run reports.
@@ -90,13 +104,14 @@ impl Sim {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(
             seed ^ (cfg.nodes << 56) ^ (cfg.groups << 40) ^ 0x005e_ed0f_5a17,
         );
-        let faults = if cfg.faults {
+        let faulty = cfg.chaos != Chaos::Quiet;
+        let faults = if faulty {
             Faults::random(&mut rng)
         } else {
             Faults::NONE
         };
         let mut base = Config::new(NodeId(1));
-        if cfg.faults {
+        if faulty {
             // Small windows, so that flow control and its recovery from
             // lost messages are exercised.
             base.max_inflight_msgs = rng.random_range(1..=8);
@@ -104,6 +119,15 @@ impl Sim {
             base.max_append_bytes = rng.random_range(64..=1024);
             base.pre_vote = rng.random_bool(0.8);
             base.check_quorum = rng.random_bool(0.8);
+        }
+        if cfg.chaos == Chaos::Figure8 {
+            // A few entries per append and few appends in flight: a new
+            // leader hands out an older tail before its own first entry, so
+            // entries of earlier terms sit on a majority while entries of
+            // its term do not yet, which is the moment the commit rule is
+            // about.
+            base.max_append_bytes = rng.random_range(1..=48);
+            base.max_inflight_msgs = rng.random_range(1..=2);
         }
         let ids: Vec<NodeId> = (1..=cfg.nodes).map(NodeId).collect();
         let mut disks: BTreeMap<NodeId, Disk> =
@@ -113,7 +137,7 @@ impl Sim {
             // Groups of 3, 5 or 7 voters, on different nodes: the other
             // nodes host the group with an empty disk until they are added.
             let sizes: Vec<u64> = [3, 5, 7].into_iter().filter(|&s| s <= cfg.nodes).collect();
-            let size = if cfg.faults {
+            let size = if cfg.chaos == Chaos::Random {
                 sizes[rng.random_range(0..sizes.len())]
             } else {
                 cfg.nodes

@@ -69,6 +69,18 @@ pub struct Network {
     seq: u64,
     /// Envelopes handed to the network since the counter was last reset.
     pub envelopes_sent: u64,
+    /// When set, what the envelopes carried is counted too.
+    pub census: Option<Census>,
+}
+
+/// What the envelopes handed to the network carried (for the benchmark's
+/// breakdown of idle traffic).
+#[derive(Clone, Debug, Default)]
+pub struct Census {
+    /// Messages, by kind (`MessageBody::kind`).
+    pub messages: BTreeMap<&'static str, u64>,
+    /// Envelopes, by the set of message kinds inside.
+    pub envelopes: BTreeMap<Vec<&'static str>, u64>,
 }
 
 impl Network {
@@ -79,11 +91,24 @@ impl Network {
             in_flight: BTreeMap::new(),
             seq: 0,
             envelopes_sent: 0,
+            census: None,
         }
     }
 
     pub fn send(&mut self, packet: Packet, now: u64, rng: &mut Xoshiro256PlusPlus) -> Sent {
         self.envelopes_sent += 1;
+        if let Some(census) = self.census.as_mut() {
+            let mut kinds: Vec<&'static str> = Vec::new();
+            for gm in &packet.envelope.messages {
+                let kind = gm.message.body.kind();
+                *census.messages.entry(kind).or_default() += 1;
+                if !kinds.contains(&kind) {
+                    kinds.push(kind);
+                }
+            }
+            kinds.sort_unstable();
+            *census.envelopes.entry(kinds).or_default() += 1;
+        }
         let link = (packet.envelope.from, packet.envelope.to);
         if self.blocked.contains(&link) {
             return Sent::Blocked;

@@ -9,7 +9,7 @@
 //! from what it observes, so a lost proposal is simply retried.
 
 use super::network::Faults;
-use super::{Sim, Violation};
+use super::{Chaos, Sim, Violation};
 use kuberaft::raft::{
     ConfChange, ConfChangeKind, ConfChangeSingle, ConfChangeTransition, GroupId, LogIndex, NodeId,
     Term,
@@ -17,7 +17,7 @@ use kuberaft::raft::{
 use rand::Rng;
 use rand::seq::IndexedRandom;
 use rand_xoshiro::Xoshiro256PlusPlus;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Re-admitting a node that lost its volume, in one group: remove it, add
 /// it back as a learner, then let it vote again once it applied that
@@ -38,6 +38,10 @@ pub struct Schedule {
     pub partition_until: Option<u64>,
     pub rejoins: BTreeMap<(NodeId, GroupId), Rejoin>,
     pub last_conf_op: u64,
+    /// Figure 8 histories: the leaderships already seen (each gets one
+    /// fate), and the leaders due to crash, with when.
+    pub led: BTreeSet<(GroupId, Term)>,
+    pub doomed: BTreeMap<NodeId, u64>,
 }
 
 impl Schedule {
@@ -85,8 +89,10 @@ impl Sim {
 
     /// One millisecond of the fault phase.
     pub fn chaos(&mut self) {
-        if !self.cfg.faults {
-            return;
+        match self.cfg.chaos {
+            Chaos::Quiet => return,
+            Chaos::Figure8 => return self.figure8_chaos(),
+            Chaos::Random => {}
         }
         if self.rng.random_bool(CRASH) {
             let up = self.up_nodes();
@@ -307,6 +313,67 @@ impl Sim {
         }
     }
 
+    /// One millisecond of a Figure 8 history (the Raft paper, section
+    /// 5.4.2): leaders of successive terms each get entries onto only part
+    /// of the cluster, so that a later leader finds entries of an earlier
+    /// term on a majority while its own are not there yet. Counting those
+    /// replicas would commit an entry that a leader of an intermediate term,
+    /// elected next, overwrites; the checker sees that as a committed entry
+    /// lost (or a leader without it). Random seeds rarely line this up.
+    ///
+    /// Every leader, as soon as it is seen, gets one fate: with even odds
+    /// it is cut off together with a minority (its entries reach fewer
+    /// than a quorum), or it keeps its links (it hands out its log, one
+    /// small append at a time); either way it crashes 0 to 20 ms later,
+    /// its links are restored, and it restarts 20 to 300 ms after that,
+    /// its log intact, to compete with the leaders elected meanwhile.
+    /// Membership stays fixed; client traffic and compaction go on.
+    pub fn figure8_chaos(&mut self) {
+        let due: Vec<NodeId> = self
+            .schedule
+            .doomed
+            .iter()
+            .filter(|(_, at)| **at <= self.now)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in due {
+            self.schedule.doomed.remove(&id);
+            self.net.heal();
+            if self.nodes.get(&id).is_some_and(|n| n.is_up()) {
+                let back = self.now + self.rng.random_range(20..300);
+                self.crash(id, back, false);
+            }
+        }
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        let quorum = ids.len() / 2 + 1;
+        for g in (0..self.cfg.groups).map(GroupId) {
+            let Some(l) = self.leader_of(g) else { continue };
+            let Some(term) = self.raft(l, g).map(|r| r.term()) else {
+                continue;
+            };
+            if !self.schedule.led.insert((g, term)) || self.schedule.doomed.contains_key(&l) {
+                continue;
+            }
+            if self.rng.random_bool(0.5) {
+                let others: Vec<NodeId> = ids.iter().filter(|&&id| id != l).copied().collect();
+                let size = self.rng.random_range(0..=quorum - 2);
+                let mut side = pick(&mut self.rng, &others, size);
+                side.push(l);
+                let rest: Vec<NodeId> = ids
+                    .iter()
+                    .filter(|id| !side.contains(id))
+                    .copied()
+                    .collect();
+                // Appends already on their way to the majority are lost too.
+                self.net.split(&side, &rest);
+                self.outcome.partitions += 1;
+                self.trace(|| format!("{g:?}: leader {l:?} of {term:?} cut off with {side:?}"));
+            }
+            let at = self.now + self.rng.random_range(0..=20);
+            self.schedule.doomed.insert(l, at);
+        }
+    }
+
     /// Everything the faults leave behind heals: nodes restart, links
     /// reconnect, the network stops losing messages.
     pub fn heal(&mut self) -> Result<(), Violation> {
@@ -316,6 +383,7 @@ impl Sim {
             ..Faults::NONE
         };
         self.schedule.partition_until = None;
+        self.schedule.doomed.clear();
         for (id, (_, lost)) in std::mem::take(&mut self.schedule.restarts) {
             self.start(id, lost)?;
         }
@@ -337,7 +405,7 @@ impl Sim {
                 }
             }
         }
-        if self.cfg.faults && self.rng.random_bool(COMPACT) {
+        if self.cfg.chaos != Chaos::Quiet && self.rng.random_bool(COMPACT) {
             let up = self.up_nodes();
             if let Some(&x) = up.choose(&mut self.rng) {
                 let g = self.random_group();
