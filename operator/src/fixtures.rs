@@ -1248,8 +1248,16 @@ async fn cert_manager_mode_asks_for_certificates_and_assembles_their_secrets() {
     let c = s.cluster(spec, Some(s.status()));
     s.reconcile(&c).await;
     let bundle = secret_text(&s.api, "kv-tls").unwrap();
-    assert!(crate::tls::bundle::bundle_contains(&bundle["ca.crt"], &ca.cert));
-    assert_eq!(crate::tls::inspect::parse_all(&bundle["ca.crt"]).unwrap().len(), 1);
+    assert!(crate::tls::bundle::bundle_contains(
+        &bundle["ca.crt"],
+        &ca.cert
+    ));
+    assert_eq!(
+        crate::tls::inspect::parse_all(&bundle["ca.crt"])
+            .unwrap()
+            .len(),
+        1
+    );
     assert!(bundle.contains_key("kv-2.key"));
     assert_eq!(s.condition("TLSReady").0, "True");
     assert!(

@@ -301,16 +301,8 @@ mod config {
                 "4294967295",
                 &["election_ticks = 4294967295", "between 2 and 1000000"],
             ),
-            (
-                "tick",
-                "\"1000y\"",
-                &["tick = \"1000y\"", "at most 1m"],
-            ),
-            (
-                "timeout",
-                "\"2h\"",
-                &["timeout = \"2h\"", "at most 1h"],
-            ),
+            ("tick", "\"1000y\"", &["tick = \"1000y\"", "at most 1m"]),
+            ("timeout", "\"2h\"", &["timeout = \"2h\"", "at most 1h"]),
             ("groups", "0", &["groups = 0", "between 1 and 1024"]),
             ("groups", "1025", &["groups = 1025", "between 1 and 1024"]),
             ("log_level", "6", &["log_level = 6", "0-5"]),

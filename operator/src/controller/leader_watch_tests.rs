@@ -5,6 +5,7 @@
 //! does not answer; stopping the watcher closes its stream.
 
 use super::*;
+use crate::admin::AdminEndpoint;
 use crate::fixtures::{FakeApi, FakeReplicas, client};
 use crate::metrics::Metrics;
 use crate::names::{ROLE_LABEL, ROLE_LEADER};
@@ -192,7 +193,8 @@ async fn a_new_leader_moves_the_label_and_asks_for_a_reconcile() {
     let replica = ScriptedReplica::default();
     let stream = replica.next_stream();
     let endpoint = replica.serve().await;
-    ctx.watches.ensure(&ctx, &names, vec![endpoint]);
+    ctx.watches
+        .ensure(&ctx, &names, vec![AdminEndpoint::plain(endpoint)]);
 
     // The first status only confirms what the labels say.
     stream.send(led_by(1)).await.unwrap();
@@ -242,8 +244,14 @@ async fn an_ended_stream_is_reopened_on_the_next_replica() {
     let second = ScriptedReplica::default();
     let second_stream = second.next_stream();
     let second_endpoint = second.serve().await;
-    ctx.watches
-        .ensure(&ctx, &names, vec![first_endpoint, dead, second_endpoint]);
+    ctx.watches.ensure(
+        &ctx,
+        &names,
+        [first_endpoint, dead, second_endpoint]
+            .into_iter()
+            .map(AdminEndpoint::plain)
+            .collect(),
+    );
 
     first_stream.send(led_by(2)).await.unwrap();
     next_trigger(&mut triggers).await;
@@ -264,7 +272,8 @@ async fn stopping_the_watcher_closes_its_stream() {
     let replica = ScriptedReplica::default();
     let stream = replica.next_stream();
     let endpoint = replica.serve().await;
-    ctx.watches.ensure(&ctx, &names, vec![endpoint]);
+    ctx.watches
+        .ensure(&ctx, &names, vec![AdminEndpoint::plain(endpoint)]);
     stream.send(led_by(1)).await.unwrap();
     next_trigger(&mut triggers).await;
 

@@ -20,8 +20,8 @@ mod snapshot;
 
 pub use peer::PeerSender;
 pub use server::PeerService;
-pub use snapshot::{ReceivedSnapshot, SnapshotSource};
 pub(crate) use snapshot::{ChunkCheck, open_snapshot};
+pub use snapshot::{ReceivedSnapshot, SnapshotSource};
 
 use crate::raft::{GroupId, Message, NodeId};
 use std::collections::BTreeMap;
