@@ -61,11 +61,18 @@ pub struct Target {
     /// (default: the configuration's tls.ca).
     #[arg(long, global = true, env = "RAFT_CACERT", value_name = "FILE")]
     pub cacert: Option<PathBuf>,
-    /// A client certificate to present (with --key), e.g. one with the admin role.
+    /// A client certificate to present (with --key-file), e.g. one with the admin role.
     #[arg(long, global = true, env = "RAFT_CERT", value_name = "FILE")]
     pub cert: Option<PathBuf>,
-    /// The private key of --cert.
-    #[arg(long, global = true, env = "RAFT_KEY", value_name = "FILE")]
+    /// The private key of --cert. (Not `--key`: `raft commit --key` is the
+    /// original program's key to write.)
+    #[arg(
+        long = "key-file",
+        id = "tls_key",
+        global = true,
+        env = "RAFT_KEY",
+        value_name = "FILE"
+    )]
     pub key: Option<PathBuf>,
     /// A file holding the admin bearer token (the replicas' admin_token_file).
     #[arg(long, global = true, env = "RAFT_TOKEN_FILE", value_name = "FILE")]

@@ -87,7 +87,7 @@ impl Interceptor for Credentials {
     }
 }
 
-/// What a client presents and trusts: `--cacert`, `--cert`/`--key`,
+/// What a client presents and trusts: `--cacert`, `--cert`/`--key-file`,
 /// `--token-file` (or a configuration's `tls` section).
 #[derive(Clone, Debug, Default)]
 pub struct ClientSecurity {
@@ -112,18 +112,18 @@ impl ClientSecurity {
         };
         let ca = cacert.map(|p| read("--cacert", p)).transpose()?;
         let identity = match (cert, key) {
-            (Some(c), Some(k)) => Some((read("--cert", c)?, read("--key", k)?)),
+            (Some(c), Some(k)) => Some((read("--cert", c)?, read("--key-file", k)?)),
             (None, None) => None,
             (Some(_), None) => {
-                return Err("--cert needs --key (the certificate's private key)".into());
+                return Err("--cert needs --key-file (the certificate's private key)".into());
             }
             (None, Some(_)) => {
-                return Err("--key needs --cert (the certificate it belongs to)".into());
+                return Err("--key-file needs --cert (the certificate it belongs to)".into());
             }
         };
         if identity.is_some() && ca.is_none() {
             return Err(
-                "--cert and --key need --cacert (the CA bundle that signed the replicas' certificates)"
+                "--cert and --key-file need --cacert (the CA bundle that signed the replicas' certificates)"
                     .into(),
             );
         }
