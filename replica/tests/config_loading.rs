@@ -773,16 +773,18 @@ mod config {
     #[test]
     fn to_json_pretty_writes_a_file_that_loads_back_the_same() {
         let dir = tempfile::tempdir().unwrap();
-        let ca = dir.path().join("ca.pem");
-        write(&ca, "x");
+        let pki = Pki::new(dir.path());
+        let (cert, key) = pki.cert("alpha");
         for (file, name) in [("original.json", "alpha"), ("full.yaml", "raft-1")] {
             let sources = Sources {
                 name: Some(name.into()),
                 env: env(&[(
                     "RAFT_TLS",
                     &format!(
-                        r#"{{"cert":{0:?},"key":{0:?},"ca":{0:?}}}"#,
-                        ca.display().to_string()
+                        r#"{{"cert":{:?},"key":{:?},"ca":{:?}}}"#,
+                        cert.display().to_string(),
+                        key.display().to_string(),
+                        pki.ca.display().to_string()
                     ),
                 )]),
                 ..with_file(fixture(file))
