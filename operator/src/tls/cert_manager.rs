@@ -107,11 +107,13 @@ pub enum Assembled {
     Waiting(ReplicaBundle, Vec<String>),
 }
 
-/// `<cluster>-tls` from the cert-manager Secrets, by pod (`None`: the
-/// Secret does not exist yet). The CA bundle is every distinct `ca.crt`.
-pub fn assemble(
-    secrets: &BTreeMap<String, (String, Option<BTreeMap<String, String>>)>,
-) -> Result<Assembled, TlsError> {
+/// The cert-manager Secrets as found, by pod: the Secret's name and its
+/// data (`None`: the Secret does not exist yet).
+pub type IssuedSecrets = BTreeMap<String, (String, Option<BTreeMap<String, String>>)>;
+
+/// `<cluster>-tls` from the cert-manager Secrets. The CA bundle is every
+/// distinct `ca.crt`.
+pub fn assemble(secrets: &IssuedSecrets) -> Result<Assembled, TlsError> {
     let mut bundle = ReplicaBundle::default();
     let mut cas: Vec<Vec<u8>> = Vec::new();
     let mut waiting = Vec::new();
