@@ -146,16 +146,23 @@ fn world() -> (FakeApi, Names) {
     (api, names)
 }
 
-/// The pod that carries the leader label, if exactly one does.
-fn labelled_leader(api: &FakeApi) -> Option<u32> {
-    let leaders: Vec<u32> = (0..3)
-        .filter(|&o| {
-            api.get(&pod_path(o)).is_some_and(|pod| {
-                pod["metadata"]["labels"][ROLE_LABEL].as_str() == Some(ROLE_LEADER)
-            })
+/// The role labels the pods carry, by ordinal.
+fn role_labels(api: &FakeApi) -> BTreeMap<u32, String> {
+    (0..3)
+        .filter_map(|o| {
+            let pod = api.get(&pod_path(o))?;
+            let role = pod["metadata"]["labels"][ROLE_LABEL].as_str()?.to_string();
+            Some((o, role))
         })
-        .collect();
-    (leaders.len() == 1).then(|| leaders[0])
+        .collect()
+}
+
+/// Exactly `leader` (or, with `None`, no pod) carries the leader label.
+fn labelled(leader: Option<u32>) -> BTreeMap<u32, String> {
+    leader
+        .map(|o| (o, ROLE_LEADER.to_string()))
+        .into_iter()
+        .collect()
 }
 
 fn context(api: &FakeApi) -> Context {
@@ -173,13 +180,13 @@ async fn next_trigger(triggers: &mut (impl Stream<Item = ()> + Unpin)) {
         .expect("the trigger stream stays open");
 }
 
-async fn until_labelled(api: &FakeApi, ordinal: u32) {
+async fn until_labelled(api: &FakeApi, leader: Option<u32>) {
     let deadline = tokio::time::Instant::now() + WAIT;
-    while labelled_leader(api) != Some(ordinal) {
+    while role_labels(api) != labelled(leader) {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the leader label did not move to kv-{ordinal} (it is on {:?})",
-            labelled_leader(api)
+            "the leader label did not move to {leader:?} (the role labels are {:?})",
+            role_labels(api)
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -199,32 +206,22 @@ async fn a_new_leader_moves_the_label_and_asks_for_a_reconcile() {
     // The first status only confirms what the labels say.
     stream.send(led_by(1)).await.unwrap();
     next_trigger(&mut triggers).await;
-    assert_eq!(labelled_leader(&api), Some(0));
+    assert_eq!(role_labels(&api), labelled(Some(0)));
 
     stream.send(led_by(2)).await.unwrap();
     next_trigger(&mut triggers).await;
-    until_labelled(&api, 1).await;
+    until_labelled(&api, Some(1)).await;
 
     // A status with the same leader (another group moved) changes nothing.
     stream.send(led_by(2)).await.unwrap();
     stream.send(led_by(3)).await.unwrap();
     next_trigger(&mut triggers).await;
-    until_labelled(&api, 2).await;
+    until_labelled(&api, Some(2)).await;
 
     // No leader: no pod carries the label.
     stream.send(led_by(0)).await.unwrap();
     next_trigger(&mut triggers).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while (0..3).any(|o| {
-        api.get(&pod_path(o))
-            .is_some_and(|p| !p["metadata"]["labels"][ROLE_LABEL].is_null())
-    }) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the leader label stayed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_labelled(&api, None).await;
     ctx.watches.stop(&names);
 }
 
@@ -255,12 +252,12 @@ async fn an_ended_stream_is_reopened_on_the_next_replica() {
 
     first_stream.send(led_by(2)).await.unwrap();
     next_trigger(&mut triggers).await;
-    until_labelled(&api, 1).await;
+    until_labelled(&api, Some(1)).await;
     drop(first_stream); // the first replica's stream ends
 
     second_stream.send(led_by(3)).await.unwrap();
     next_trigger(&mut triggers).await;
-    until_labelled(&api, 2).await;
+    until_labelled(&api, Some(2)).await;
     ctx.watches.stop(&names);
 }
 
